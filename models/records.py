@@ -1,0 +1,133 @@
+"""Reading rows of JSONL, CSV and Parquet files, streaming, with problems that name file, line and field.
+
+Shared by training (labelled comments) and batch scoring (comments to score).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SUFFIXES = (".jsonl", ".csv", ".parquet")
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.field}: {self.message}"
+
+
+def read_records(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, Problem | None]]:
+    """Yield ``(line, record, problem)`` for each data row of a file, in order."""
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        yield from _read_jsonl(path)
+    elif suffix == ".csv":
+        yield from _read_csv(path)
+    elif suffix == ".parquet":
+        yield from _read_parquet(path)
+    else:
+        raise ValueError(f"unsupported format: {path}")
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, Problem | None]]:
+    name = str(path)
+    with path.open("rb") as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                yield lineno, None, Problem(name, lineno, "encoding", f"undecodable bytes at column {exc.start + 1}")
+                continue
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield lineno, None, Problem(name, lineno, "json", f"invalid JSON ({exc.msg})")
+                continue
+            if not isinstance(record, dict):
+                yield lineno, None, Problem(name, lineno, "json", "a row must be a JSON object")
+                continue
+            yield lineno, record, None
+
+
+def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, Problem | None]]:
+    """Streams the file; each physical line is decoded on its own so a bad byte names its line."""
+    name = str(path)
+    bad_lines: set[int] = set()
+
+    def lines() -> Iterator[str]:
+        with path.open("rb") as handle:
+            for lineno, raw in enumerate(handle, start=1):
+                if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                    raw = raw[3:]
+                try:
+                    yield raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    bad_lines.add(lineno)
+                    yield raw.decode("utf-8", errors="replace")
+
+    reader = csv.reader(lines())
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    except csv.Error as exc:
+        yield 1, None, Problem(name, 1, "header", f"unreadable CSV header ({exc})")
+        return
+    if bad_lines:
+        yield 1, None, Problem(name, 1, "encoding", "undecodable bytes in the header")
+        return
+    start = reader.line_num + 1
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield start, None, Problem(name, start, "csv", f"malformed CSV ({exc})")
+            return
+        end = reader.line_num
+        if not values:
+            pass
+        elif any(line in bad_lines for line in range(start, end + 1)):
+            yield start, None, Problem(name, start, "encoding", "undecodable bytes")
+        elif len(values) > len(header):
+            yield start, None, Problem(name, start, "csv", "more fields than the header names")
+        else:
+            yield start, {k: (None if v == "" else v) for k, v in zip(header, values, strict=False)}, None
+        start = end + 1
+
+
+def _read_parquet(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, Problem | None]]:
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises several types for a broken file
+        yield 0, None, Problem(str(path), 0, "parquet", f"unreadable Parquet file ({type(exc).__name__})")
+        return
+    row = 0
+    for batch in parquet.iter_batches(batch_size=8192):
+        for record in batch.to_pylist():
+            row += 1
+            for key, value in record.items():
+                if isinstance(value, bytes):
+                    try:
+                        record[key] = value.decode("utf-8")
+                    except UnicodeDecodeError:
+                        yield row, None, Problem(str(path), row, key, "undecodable bytes")
+                        break
+            else:
+                yield row, record, None

@@ -1,0 +1,28 @@
+"""Text normalisation applied identically at training and at serving time."""
+
+from __future__ import annotations
+
+import html
+import re
+
+_URL = re.compile(r"(?:https?://|www\.)\S+|\{URL\}", re.IGNORECASE)
+_MENTION = re.compile(r"@\w+|\{USERNAME\}|@anonymized_account")
+_SPACES = re.compile(r"[ \t\r\f\v]+")
+_NEWLINES = re.compile(r"\n{3,}")
+
+URL_TOKEN = "URL"
+USER_TOKEN = "@USER"
+
+
+def normalize(text: str) -> str:
+    """Decode HTML entities, mask URLs and user handles, collapse whitespace.
+
+    Case and punctuation are kept: both carry signal (caps-lock anger, question marks).
+    """
+    text = html.unescape(str(text))
+    text = text.replace("|LBR|", "\n")
+    text = _URL.sub(f" {URL_TOKEN} ", text)
+    text = _MENTION.sub(f" {USER_TOKEN} ", text)
+    text = _SPACES.sub(" ", text)
+    text = _NEWLINES.sub("\n\n", text)
+    return text.strip()

@@ -1,0 +1,1 @@
+"""Everything that scores: HTTP app, schemas, scorer, triage policy, crisis detection, batch scoring."""

@@ -1,0 +1,321 @@
+"""The community-management playbook as code: priority, deadline, action and reasons.
+
+Everything tunable lives in a YAML policy (default: ``configs/policy.yaml``) validated at load time.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from service.predictor import Prediction
+from service.schemas import Action, CommentIn
+
+DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "configs" / "policy.yaml"
+ACTIONS: tuple[str, ...] = get_args(Action)
+PUBLIC_CHANNELS = {"comment", "reply", "review", "mention"}
+_LINK = re.compile(
+    r"(?:https?://|www\.)\S+|\b\S+\.(?:com|pl|ru|ua|de|net|io|xyz|shop|link)/\S*|t\.me/\S+", re.IGNORECASE
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Levels(_Strict):
+    critical: int = Field(80, ge=0, le=100)
+    high: int = Field(60, ge=0, le=100)
+    normal: int = Field(35, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Levels:
+        if not self.critical > self.high > self.normal:
+            raise ValueError("levels must satisfy critical > high > normal")
+        return self
+
+
+class RespondWithin(_Strict):
+    critical: int | None = Field(15, ge=1)
+    high: int | None = Field(30, ge=1)
+    normal: int | None = Field(60, ge=1)
+    low: int | None = Field(60, ge=1)
+
+
+class Signals(_Strict):
+    strong_negative: float = Field(0.8, ge=0, le=1)
+    positive: float = Field(0.6, ge=0, le=1)
+    heated_parent_toxic: float = Field(0.5, ge=0, le=1)
+    heated_parent_negative: float = Field(0.75, ge=0, le=1)
+    large_audience_followers: int = Field(10_000, ge=0)
+    wait_step_minutes: int = Field(10, ge=1)
+
+
+class Boosts(_Strict):
+    base: int = Field(10, ge=0, le=100)
+    complaint: int = Field(30, ge=0, le=100)
+    strong_negative: int = Field(15, ge=0, le=100)
+    question: int = Field(25, ge=0, le=100)
+    toxic: int = Field(35, ge=0, le=100)
+    spam: int = Field(20, ge=0, le=100)
+    paid: int = Field(15, ge=0, le=100)
+    customer: int = Field(10, ge=0, le=100)
+    vip: int = Field(20, ge=0, le=100)
+    large_audience: int = Field(15, ge=0, le=100)
+    heated_thread: int = Field(10, ge=0, le=100)
+    dm: int = Field(10, ge=0, le=100)
+    per_wait_step: int = Field(5, ge=0, le=100)
+    max_wait: int = Field(25, ge=0, le=100)
+
+
+class Spam(_Strict):
+    min_hits: int = Field(2, ge=1)
+    keywords: list[str] = Field(default_factory=list)
+
+    @field_validator("keywords")
+    @classmethod
+    def _lower(cls, value: list[str]) -> list[str]:
+        return [k.lower() for k in value if k.strip()]
+
+
+class PolicyConfig(_Strict):
+    version: str = Field(min_length=1, max_length=64)
+    levels: Levels = Levels()
+    respond_within_minutes: RespondWithin = RespondWithin()
+    max_respond_minutes: int = Field(60, ge=1, le=60)
+    signals: Signals = Signals()
+    boosts: Boosts = Boosts()
+    precedence: list[str] = Field(default_factory=lambda: list(ACTIONS))
+    spam: Spam = Spam()
+
+    @field_validator("precedence")
+    @classmethod
+    def _permutation(cls, value: list[str]) -> list[str]:
+        unknown = [a for a in value if a not in ACTIONS]
+        if unknown:
+            raise ValueError(f"unknown action(s) {unknown}; known: {', '.join(ACTIONS)}")
+        if sorted(value) != sorted(ACTIONS):
+            missing = sorted(set(ACTIONS) - set(value))
+            raise ValueError(f"precedence must list every action exactly once (missing: {missing})")
+        return value
+
+    @model_validator(mode="after")
+    def _within_limit(self) -> PolicyConfig:
+        for level, minutes in self.respond_within_minutes.model_dump().items():
+            if minutes is not None and minutes > self.max_respond_minutes:
+                raise ValueError(
+                    f"respond_within_minutes.{level} ({minutes}) exceeds max_respond_minutes "
+                    f"({self.max_respond_minutes})"
+                )
+        return self
+
+
+class PolicyError(Exception):
+    pass
+
+
+def load_policy(path: str | Path | None = None) -> PolicyConfig:
+    path = Path(path) if path else DEFAULT_POLICY
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PolicyError(f"{path}: no such policy file") from None
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"{path}: invalid YAML ({exc})") from None
+    return parse_policy(raw, str(path))
+
+
+def parse_policy(raw: Any, origin: str = "policy") -> PolicyConfig:
+    if not isinstance(raw, dict):
+        raise PolicyError(f"{origin}: a policy must be a mapping")
+    try:
+        return PolicyConfig.model_validate(raw)
+    except ValidationError as exc:
+        details = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'policy'}: {e['msg']}" for e in exc.errors())
+        raise PolicyError(f"{origin}: {details}") from None
+
+
+@dataclass(frozen=True)
+class Crisis:
+    """An active crisis in one of the comment's scopes (filled in by crisis detection)."""
+
+    scope: str
+    description: str
+
+
+@dataclass
+class Decision:
+    priority: str
+    priority_score: int
+    respond_within_minutes: int | None
+    respond_by: datetime | None
+    action: str
+    reasons: list[str] = field(default_factory=list)
+
+
+def _where(comment: CommentIn) -> str:
+    place = {
+        "comment": "a public comment",
+        "reply": "a public reply",
+        "review": "a public review",
+        "mention": "a public mention",
+        "dm": "a direct message",
+    }[comment.channel]
+    if comment.paid:
+        place += " under a paid ad" if comment.ad_id or comment.is_paid else " in a paid campaign"
+    return place
+
+
+def spam_hits(text: str, policy: PolicyConfig) -> int:
+    lowered = text.lower()
+    hits = sum(1 for k in policy.spam.keywords if k in lowered)
+    return hits + (1 if _LINK.search(text) else 0)
+
+
+def decide(
+    comment: CommentIn,
+    pred: Prediction,
+    questions: list[str],
+    now: datetime,
+    policy: PolicyConfig,
+    parent: Prediction | None = None,
+    crisis: Crisis | None = None,
+) -> Decision:
+    """Apply the playbook to one scored comment."""
+    b, s = policy.boosts, policy.signals
+    score = b.base
+    reasons: list[str] = []
+    where = _where(comment)
+    public = comment.channel in PUBLIC_CHANNELS
+
+    spam = spam_hits(comment.text, policy) >= policy.spam.min_hits and not pred.complaint
+    is_question = pred.question or bool(questions)
+    strong_negative = pred.p_sentiment["negative"] >= s.strong_negative
+    positive = pred.sentiment == "positive" and pred.p_sentiment["positive"] >= s.positive
+    author = comment.author
+    created = comment.created_at or now
+    waited = max(0.0, (now - created).total_seconds() / 60)
+    heated = parent is not None and (
+        parent.p_toxic >= s.heated_parent_toxic or parent.p_sentiment["negative"] >= s.heated_parent_negative
+    )
+
+    if pred.toxic:
+        score += b.toxic
+    if spam:
+        score += b.spam
+    if pred.complaint:
+        score += b.complaint
+    if strong_negative:
+        score += b.strong_negative
+    if is_question:
+        score += b.question
+    if comment.paid:
+        score += b.paid
+    if author and author.is_customer:
+        score += b.customer
+    if author and author.is_vip:
+        score += b.vip
+    large = bool(author and author.followers and author.followers >= s.large_audience_followers)
+    if large:
+        score += b.large_audience
+    if heated:
+        score += b.heated_thread
+    if comment.channel == "dm":
+        score += b.dm
+    wait_boost = min(b.max_wait, int(waited // s.wait_step_minutes) * b.per_wait_step)
+    score += wait_boost
+
+    conditions = {
+        "escalate_crisis": crisis is not None,
+        "hide_and_review": pred.toxic or spam,
+        "move_to_private": pred.complaint and public,
+        "apologize_and_resolve": pred.complaint and not public,
+        "answer_question": is_question,
+        "follow_up": bool(author and author.is_customer and comment.channel in ("dm", "reply") and not positive)
+        or (comment.channel == "dm" and waited >= policy.max_respond_minutes),
+        "thank_and_engage": positive,
+        "monitor": True,
+    }
+    action = next(a for a in policy.precedence if conditions[a])
+
+    if crisis is not None:
+        score = 100
+        reasons.append(f"active crisis on {crisis.scope}: {crisis.description}; escalate to the team now")
+    if pred.toxic:
+        reasons.append(f"toxic content ({pred.p_toxic:.2f}) in {where}: hide it and review, do not answer")
+    if spam:
+        reasons.append(f"looks like spam ({spam_hits(comment.text, policy)} spam signals): hide it and review")
+    if pred.complaint:
+        if public:
+            reasons.append(
+                f"complaint ({pred.p_complaint:.2f}) in {where}: acknowledge briefly, apologise if "
+                "the brand is at fault, and move the conversation to private messages"
+            )
+        else:
+            reasons.append(f"complaint ({pred.p_complaint:.2f}) in {where}: apologise and resolve it there")
+    if strong_negative:
+        reasons.append(
+            f"strongly negative sentiment ({pred.p_sentiment['negative']:.2f}): de-escalate, never match the tone"
+        )
+    if is_question:
+        n = len(questions)
+        asked = f"{n} question{'s' if n != 1 else ''} asked" if n else "a question"
+        reasons.append(
+            f"{asked} (question score {pred.p_question:.2f}): a question is a sale, answer "
+            f"{'them in the order asked' if n > 1 else 'it'} fast"
+        )
+    if comment.paid and not pred.complaint:
+        reasons.append(f"{where}: paid, public and seen by many")
+    if author and author.is_vip:
+        reasons.append("the author is a VIP")
+    if author and author.is_customer:
+        reasons.append("the author is a customer")
+    if large and author:
+        reasons.append(f"the author has a large audience ({author.followers:,} followers)")
+    if heated and parent is not None:
+        reasons.append(
+            f"reply inside a heated thread (parent toxic {parent.p_toxic:.2f}, negative "
+            f"{parent.p_sentiment['negative']:.2f})"
+        )
+    if wait_boost:
+        reasons.append(f"already waiting {int(waited)} minutes")
+    if action == "follow_up":
+        reasons.append(f"a customer is waiting for an answer in {where}: follow up")
+    if action == "thank_and_engage":
+        reasons.append(f"positive comment ({pred.p_sentiment['positive']:.2f}): thank the author and engage")
+    if action == "monitor" and not reasons:
+        reasons.append(f"nothing to act on (sentiment {pred.sentiment} {max(pred.p_sentiment.values()):.2f}): monitor")
+
+    score = max(0, min(100, score))
+    lv = policy.levels
+    level = (
+        "critical"
+        if score >= lv.critical
+        else "high"
+        if score >= lv.high
+        else "normal"
+        if score >= lv.normal
+        else "low"
+    )
+    minutes = getattr(policy.respond_within_minutes, level)
+    if action == "monitor":
+        minutes = None
+    elif minutes is None or minutes > policy.max_respond_minutes:
+        minutes = policy.max_respond_minutes
+    respond_by = created + timedelta(minutes=minutes) if minutes is not None else None
+    if respond_by is not None and respond_by < now:
+        reasons.append(f"overdue: the reply was due {int((now - respond_by).total_seconds() // 60)} minutes ago")
+    return Decision(
+        priority=level,
+        priority_score=int(score),
+        respond_within_minutes=minutes,
+        respond_by=respond_by,
+        action=action,
+        reasons=reasons,
+    )

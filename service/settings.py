@@ -1,0 +1,23 @@
+"""Settings of the service, from environment variables (prefix ``TRIAGE_``); bad values fail at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.store import alias_uri
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRIAGE_", extra="ignore")
+
+    home: Path = Field(Path(".triage"), description="state directory of the embedded MLflow store")
+    model_uri: str = Field(alias_uri(), description="the model to serve; by alias, never by run id")
+    max_comments: int = Field(256, ge=1, le=10_000, description="most comments in one scoring request")
+    max_text_chars: int = Field(10_000, ge=100, le=1_000_000)
+    micro_batch_size: int = Field(64, ge=1, le=4096, description="comments the scorer predicts at once")
+    micro_batch_wait_ms: float = Field(2.0, ge=0, le=1000, description="how long a batch waits to fill")
+    policy_file: Path | None = Field(None, description="triage policy YAML (default: the bundled one)")
+    log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")

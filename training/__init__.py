@@ -1,0 +1,1 @@
+"""Reading labelled comments, training the model families, evaluating, logging to MLflow, promoting."""

@@ -1,0 +1,84 @@
+"""Experiment hyper-parameters, read from YAML and validated (unknown keys are errors)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SplitConfig(_Strict):
+    val_fraction: float = Field(0.1, gt=0, lt=0.5)
+    test_fraction: float = Field(0.1, gt=0, lt=0.5)
+    seed: int = 20261123
+
+
+class TfidfConfig(_Strict):
+    char_ngram: tuple[int, int] = (2, 5)
+    word_ngram: tuple[int, int] = (1, 2)
+    char_features: int = Field(2**20, ge=2**10, le=2**24)
+    word_features: int = Field(2**19, ge=2**10, le=2**24)
+    C: float = Field(4.0, gt=0)
+    max_iter: int = Field(2000, ge=10)
+    class_weight: Literal["balanced"] | None = "balanced"
+    solver: Literal["auto", "lbfgs", "sgd"] = "auto"
+    sgd_above_rows: int = Field(20_000, ge=0, description="auto: SGD for heads with more labelled rows")
+    sgd_alpha: float = Field(2e-6, gt=0)
+    sgd_epochs: int = Field(20, ge=1)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> TfidfConfig:
+        for name in ("char_ngram", "word_ngram"):
+            low, high = getattr(self, name)
+            if not 1 <= low <= high <= 8:
+                raise ValueError(f"{name} must be [low, high] with 1 <= low <= high <= 8")
+        return self
+
+
+class TrainConfig(_Strict):
+    family: Literal["tfidf"] = "tfidf"
+    experiment: str = "comment-triage"
+    include_seed: bool = Field(True, description="add the bundled seed set (the only question labels)")
+    max_rows_per_source: int | None = Field(None, ge=10, description="cap each source, for quick runs")
+    min_threshold_support: int = Field(
+        25, ge=1, description="positives and negatives needed per language to tune a language's own threshold"
+    )
+    split: SplitConfig = SplitConfig()
+    tfidf: TfidfConfig = TfidfConfig()
+
+
+class ConfigError(Exception):
+    pass
+
+
+def load_config(path: str | Path | None) -> TrainConfig:
+    if path is None:
+        return TrainConfig()
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the config must be a mapping")
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{path}: {details}") from None
+
+
+def seed_config() -> TrainConfig:
+    """The bootstrap model of ``make run``: the seed set only, smaller hash spaces, exact solvers."""
+    return TrainConfig(
+        min_threshold_support=10,
+        tfidf=TfidfConfig(char_features=2**18, word_features=2**17, C=10.0),
+    )

@@ -1,0 +1,153 @@
+"""Metrics per head, per language and per source; decision thresholds tuned on validation data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import f1_score, precision_recall_fscore_support, roc_auc_score
+
+from models.backends import Probabilities
+from models.schema import BINARY_HEADS, SENTIMENT_LABELS
+
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
+
+
+def tune_threshold(y: np.ndarray, p: np.ndarray) -> float:
+    """The threshold on P(1) that maximises F1 of the positive class (ties: the one nearest 0.5)."""
+    y = np.asarray(y).astype(int)
+    if y.min() == y.max():
+        return 0.5
+    best, best_f1 = 0.5, -1.0
+    for t in sorted(THRESHOLD_GRID, key=lambda t: abs(t - 0.5)):
+        f1 = f1_score(y, p >= t, zero_division=0)
+        if f1 > best_f1 + 1e-9:
+            best, best_f1 = float(t), f1
+    return best
+
+
+def tune_thresholds(frame: pd.DataFrame, proba: Probabilities, min_support: int) -> dict[str, dict[str, float]]:
+    """Per binary head: a global threshold and one per language with enough labelled rows of each class."""
+    out: dict[str, dict[str, float]] = {}
+    for head in BINARY_HEADS:
+        mask = frame[head].notna().to_numpy()
+        if not mask.any():
+            continue
+        y = frame.loc[mask, head].astype(int).to_numpy()
+        p = proba[head][mask]
+        thresholds = {"default": tune_threshold(y, p)}
+        langs = frame.loc[mask, "lang"].to_numpy()
+        for lang in sorted(set(langs)):
+            sel = langs == lang
+            positives = int(y[sel].sum())
+            if positives >= min_support and sel.sum() - positives >= min_support:
+                thresholds[str(lang)] = tune_threshold(y[sel], p[sel])
+        out[head] = thresholds
+    return out
+
+
+def binary_metrics(y: np.ndarray, p: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    y = np.asarray(y).astype(int)
+    precision, recall, f1, _ = precision_recall_fscore_support(y, predicted, average="binary", zero_division=0)
+    metrics = {
+        "f1": float(f1),
+        "precision": float(precision),
+        "recall": float(recall),
+        "macro_f1": float(f1_score(y, predicted, average="macro", zero_division=0)),
+        "support": float(len(y)),
+        "positives": float(y.sum()),
+    }
+    if 0 < y.sum() < len(y):
+        metrics["roc_auc"] = float(roc_auc_score(y, p))
+    return metrics
+
+
+def sentiment_metrics(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    predicted = np.asarray(SENTIMENT_LABELS)[np.argmax(proba, axis=1)]
+    present = sorted(set(y))  # macro over the classes the slice has (mozetic has no neutral)
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        y, predicted, labels=present, average="macro", zero_division=0
+    )
+    return {
+        "macro_f1": float(f1),
+        "precision": float(precision),
+        "recall": float(recall),
+        "accuracy": float(np.mean(predicted == y)),
+        "support": float(len(y)),
+    }
+
+
+def apply_thresholds(p: np.ndarray, langs: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
+    cut = np.array([thresholds.get(str(lang), thresholds.get("default", 0.5)) for lang in langs])
+    return p >= cut
+
+
+def evaluate(
+    frame: pd.DataFrame,
+    proba: Probabilities,
+    thresholds: dict[str, dict[str, float]],
+    min_rows: int = 20,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """``{head: {slice: metrics}}`` where a slice is ``all``, ``lang_xx`` or ``source_name``."""
+    report: dict[str, dict[str, dict[str, float]]] = {}
+    for head in ("sentiment", *BINARY_HEADS):
+        mask = frame[head].notna().to_numpy()
+        if not mask.any():
+            continue
+        sub = frame.loc[mask]
+        slices: dict[str, np.ndarray] = {"all": np.ones(len(sub), dtype=bool)}
+        for lang in sorted(sub["lang"].unique()):
+            slices[f"lang_{lang}"] = (sub["lang"] == lang).to_numpy()
+        for source in sorted(sub["source"].unique()):
+            slices[f"source_{source}"] = (sub["source"] == source).to_numpy()
+        head_report: dict[str, dict[str, float]] = {}
+        if head == "sentiment":
+            y = sub["sentiment"].astype(str).to_numpy()
+            p = proba["sentiment"][mask]
+            for name, sel in slices.items():
+                if sel.sum() >= min_rows or name == "all":
+                    head_report[name] = sentiment_metrics(y[sel], p[sel])
+        else:
+            y = sub[head].astype(int).to_numpy()
+            p = proba[head][mask]
+            predicted = apply_thresholds(p, sub["lang"].to_numpy(), thresholds.get(head, {"default": 0.5}))
+            for name, sel in slices.items():
+                if sel.sum() >= min_rows or name == "all":
+                    head_report[name] = binary_metrics(y[sel], p[sel], predicted[sel])
+        report[head] = head_report
+    return report
+
+
+def flatten(report: dict[str, dict[str, dict[str, float]]], prefix: str) -> dict[str, float]:
+    """MLflow metric names such as ``test/toxic/lang_pl/f1``."""
+    return {
+        f"{prefix}/{head}/{slice_}/{name}": value
+        for head, slices in report.items()
+        for slice_, metrics in slices.items()
+        for name, value in metrics.items()
+    }
+
+
+def headline(report: dict[str, dict[str, dict[str, float]]]) -> dict[str, float]:
+    """One number per head (macro-F1 over all its test rows), used to compare models at promotion."""
+    return {head: slices["all"]["macro_f1"] for head, slices in report.items() if "all" in slices}
+
+
+def report_table(report: dict[str, dict[str, dict[str, float]]]) -> str:
+    """A Markdown table of the report (model card and CLI output)."""
+    lines = [
+        "| head | slice | rows | macro-F1 | F1 (pos.) | precision | recall | ROC-AUC |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for head, slices in report.items():
+        for name, m in slices.items():
+
+            def fmt(key: str, m: dict[str, Any] = m) -> str:
+                return f"{m[key]:.3f}" if key in m else ""
+
+            lines.append(
+                f"| {head} | {name} | {int(m['support'])} | {fmt('macro_f1')} | {fmt('f1')} | "
+                f"{fmt('precision')} | {fmt('recall')} | {fmt('roc_auc')} |"
+            )
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""The ``triage`` console script."""

@@ -1,0 +1,180 @@
+"""``triage``: train, promote, serve and batch-score from one console script.
+
+Heavy imports happen inside each command, so ``triage serve`` never imports training code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="Comment Triage: score social-media comments and decide what to do with them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+log = logging.getLogger("triage")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _setup_logging() -> None:
+    level = os.environ.get("TRIAGE_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("mlflow", "alembic", "urllib3", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@app.command()
+def train(
+    data: Annotated[list[Path], typer.Option("--data", help="JSONL/CSV/Parquet file or folder; repeatable")],
+    config: Annotated[Path | None, typer.Option(help="training config YAML (default: built-in defaults)")] = None,
+    skip_invalid: Annotated[bool, typer.Option(help="report and skip invalid rows instead of stopping")] = False,
+    register: Annotated[bool, typer.Option(help="register the model as a new version")] = True,
+) -> None:
+    """Train a model, log it to MLflow and register version N of comment-triage."""
+    from training.config import ConfigError, load_config
+    from training.data import DataValidationError
+    from training.evaluate import report_table
+    from training.train import train as run_training
+
+    try:
+        cfg = load_config(config)
+        result = run_training(list(data), cfg, skip_invalid=skip_invalid, register=register)
+    except (ConfigError, DataValidationError) as exc:
+        _fail(str(exc))
+        return
+    typer.echo(report_table(result.report))
+    typer.echo(f"run {result.run_id} trained in {result.seconds:.0f}s")
+    if result.version:
+        typer.echo(f"registered comment-triage version {result.version}")
+
+
+@app.command()
+def promote(
+    version: Annotated[str | None, typer.Argument(help="version to promote (default: the newest)")] = None,
+    force: Annotated[bool, typer.Option(help="promote even if it regresses against the champion")] = False,
+) -> None:
+    """Point the `champion` alias at a registered version, unless it regresses."""
+    from models.store import configure_mlflow
+    from training.registry import PromotionError
+    from training.registry import promote as run_promote
+    from training.settings import TrainingSettings
+
+    configure_mlflow(TrainingSettings().home)
+    try:
+        result = run_promote(version, force=force)
+    except PromotionError as exc:
+        _fail(str(exc), code=1)
+        return
+    for head, (old, new) in result.comparison.items():
+        fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        typer.echo(f"  {head:<10} {fmt(old)} -> {fmt(new)}")
+    if result.comparison and not result.comparable:
+        typer.echo("  (evaluated on different held-out rows: not a like-for-like comparison)")
+    typer.echo(f"champion: comment-triage version {result.version} (was {result.previous or 'none'})")
+
+
+@app.command()
+def bootstrap() -> None:
+    """Train on the bundled seed set and promote it, if no champion is registered yet."""
+    from mlflow import MlflowClient
+
+    from models.store import configure_mlflow
+    from training.config import seed_config
+    from training.registry import champion_version
+    from training.registry import promote as run_promote
+    from training.settings import TrainingSettings
+    from training.train import train as run_training
+
+    settings = TrainingSettings()
+    configure_mlflow(settings.home)
+    current = champion_version(MlflowClient())
+    if current:
+        typer.echo(f"champion exists: comment-triage version {current}")
+        return
+    typer.echo("no champion registered: training one on the bundled seed set")
+    result = run_training([settings.seed_data], seed_config(), settings)
+    run_promote(result.version, force=True)
+    typer.echo(f"champion: comment-triage version {result.version}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+) -> None:
+    """Serve the HTTP API (the model carrying the `champion` alias by default)."""
+    import uvicorn
+    from pydantic import ValidationError
+
+    from service.app import create_app
+    from service.policy import PolicyError
+    from service.settings import ServiceSettings
+
+    try:
+        settings = ServiceSettings()
+        application = create_app(settings)
+    except (ValidationError, PolicyError) as exc:
+        _fail(f"bad configuration: {exc}")
+        return
+    uvicorn.run(application, host=host, port=port, log_config=None)
+
+
+@app.command()
+def score(
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="comments: .jsonl, .csv or .parquet")],
+    output_path: Annotated[Path, typer.Argument(metavar="OUTPUT", help="scored records: .jsonl, .csv, .parquet")],
+    model: Annotated[str | None, typer.Option(help="model URI (default: the champion)")] = None,
+    chunk_size: Annotated[int, typer.Option(min=1, help="comments per chunk (memory and resume unit)")] = 1000,
+    restart: Annotated[bool, typer.Option(help="discard a partial earlier run instead of resuming it")] = False,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Score a file of comments into a file of scored records; resumes an interrupted run."""
+    from models.store import configure_mlflow
+    from service.batch import BatchError, score_file
+    from service.policy import PolicyError, load_policy
+    from service.predictor import load_predictor
+    from service.scorer import Scorer
+    from service.settings import ServiceSettings
+
+    settings = ServiceSettings()
+    configure_mlflow(settings.home)
+    uri = model or settings.model_uri
+    try:
+        policy = load_policy(settings.policy_file)
+    except PolicyError as exc:
+        _fail(str(exc))
+        return
+    try:
+        predictor = load_predictor(uri)
+    except Exception as exc:  # MLflow raises several types for a missing or broken model
+        _fail(f"cannot load model {uri}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+        return
+    scorer = Scorer(predictor, policy)
+    try:
+        report = score_file(input_path, output_path, scorer, chunk_size=chunk_size, restart=restart, progress=progress)
+    except BatchError as exc:
+        _fail(str(exc))
+        return
+    if report.resumed_chunks:
+        typer.echo(f"resumed: {report.resumed_chunks} of {report.chunks} chunks were already done")
+    typer.echo(f"scored {report.scored} comments into {output_path} with {predictor.version}")
+    if report.invalid:
+        typer.echo(f"{report.invalid} invalid rows reported in {report.errors_file}:", err=True)
+        for problem in report.problems[:10]:
+            typer.echo(f"  {problem}", err=True)
+
+
+def main() -> None:
+    _setup_logging()
+    app()
