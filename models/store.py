@@ -7,10 +7,16 @@ from pathlib import Path
 
 from models.schema import CHAMPION_ALIAS, MODEL_NAME
 
+# MLflow writes the URI it is given back into MLFLOW_TRACKING_URI; those values are ours, not the user's.
+_SET_BY_US: set[str] = set()
+
 
 def tracking_uri(home: Path) -> str:
-    """``MLFLOW_TRACKING_URI`` when set, else a SQLite store inside ``home``."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home.resolve() / 'mlflow.db'}"
+    """``MLFLOW_TRACKING_URI`` when the user set it, else a SQLite store inside ``home``."""
+    configured = os.environ.get("MLFLOW_TRACKING_URI")
+    if configured and configured not in _SET_BY_US:
+        return configured
+    return f"sqlite:///{home.resolve() / 'mlflow.db'}"
 
 
 def is_embedded(uri: str) -> bool:
@@ -25,6 +31,7 @@ def configure_mlflow(home: Path) -> str:
     uri = tracking_uri(home)
     if is_embedded(uri):
         home.mkdir(parents=True, exist_ok=True)
+    _SET_BY_US.add(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri

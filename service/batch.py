@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 from collections.abc import Iterator
@@ -48,8 +49,14 @@ def _format(path: Path, role: str) -> str:
     return suffix[1:]
 
 
+def _given(value: Any) -> bool:
+    """Tabular nulls (None, NaN) mean "not given": the field's default applies."""
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
 def _nest_author(record: dict[str, Any]) -> dict[str, Any]:
     """Accept ``author`` as an object, a JSON string, or flat ``author.x`` / ``author_x`` columns."""
+    record = {k: v for k, v in record.items() if _given(v)}
     author = record.get("author")
     if isinstance(author, str):
         try:
@@ -63,6 +70,8 @@ def _nest_author(record: dict[str, Any]) -> dict[str, Any]:
     }
     if flat:
         author = {**(author or {}), **flat}
+    if isinstance(author, dict):
+        author = {k: v for k, v in author.items() if _given(v)}
     out = {k: v for k, v in record.items() if not (k.startswith("author.") or k.startswith("author_"))}
     if author is not None:
         out["author"] = author

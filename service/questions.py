@@ -57,7 +57,7 @@ _SENTENCE = re.compile(r"[^.!?…\n]+(?:[.!?…]+|\n|$)")
 # Cut points: "and"/"i"/"und"/"и"/"і" before any interrogative; comma, dash or colon before a strong one.
 _AND = r"(?:and|und|i|oraz|a|и|а|і|й|та)"
 _CUT = re.compile(
-    rf"(?:,\s*{_AND}\s+|\s+{_AND}\s+)(?=(?:{_STRONG}|{_WEAK}){_W})"
+    rf"(?:,\s*{_AND}\s+|\s+{_AND}\s+)(?=(?:{_STRONG}|{_WEAK}){_W}|{_VERB_FIRST})"
     rf"|(?:,|\s[-–—]|:)\s*(?!(?:{_RELATIVE}){_W})(?=(?:{_STRONG}){_W})",
     re.IGNORECASE,
 )
@@ -68,7 +68,10 @@ def _body(clause: str) -> str:
 
 
 def _clean(clause: str) -> str:
-    return clause.strip().strip(",;:-–— ").strip()
+    """Trim punctuation and a leading greeting ("Hi, do you ...?" -> "do you ...?"); stays a span of the text."""
+    clause = clause.strip().strip(",;:-–— ").strip()
+    rest = _GREETING.sub("", clause, count=1).strip()
+    return rest if any(ch.isalpha() for ch in rest) else clause
 
 
 def extract_questions(text: str) -> list[str]:

@@ -87,7 +87,7 @@ def evaluate(
     frame: pd.DataFrame,
     proba: Probabilities,
     thresholds: dict[str, dict[str, float]],
-    min_rows: int = 20,
+    min_rows: int = 10,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """``{head: {slice: metrics}}`` where a slice is ``all``, ``lang_xx`` or ``source_name``."""
     report: dict[str, dict[str, dict[str, float]]] = {}

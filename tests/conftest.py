@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED = ROOT / "data" / "seed" / "seed.jsonl"
+SHARED_TRAIN = ROOT.parent / "shared" / "data" / "train"
+
+# Tests never talk to a tracking server that happens to be configured on the machine.
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+@pytest.fixture(scope="session")
+def seed_rows() -> list[dict]:
+    return [json.loads(line) for line in SEED.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory):
+    """A real embedded MLflow store with a seed model registered and promoted to champion."""
+    from models.store import configure_mlflow
+    from training.config import seed_config
+    from training.registry import promote
+    from training.settings import TrainingSettings
+    from training.train import train
+
+    home = tmp_path_factory.mktemp("triage-home")
+    settings = TrainingSettings(home=home, seed_data=SEED)
+    configure_mlflow(home)
+    result = train([SEED], seed_config(), settings)
+    promote(result.version)
+    return {"home": home, "version": result.version, "result": result, "settings": settings}
+
+
+@pytest.fixture(scope="session")
+def predictor(registry):
+    from models.store import alias_uri, configure_mlflow
+    from service.predictor import load_predictor
+
+    configure_mlflow(registry["home"])
+    return load_predictor(alias_uri())
+
+
+@pytest.fixture(scope="session")
+def policy():
+    from service.policy import load_policy
+
+    return load_policy()

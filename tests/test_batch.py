@@ -1,0 +1,142 @@
+"""`triage score` round trips on JSONL, CSV and Parquet, bad rows reported, interrupted runs resumed."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from service import batch
+from triage.cli import app
+
+COMMENTS = [
+    {"id": "a1", "text": "Gdzie jest moja paczka? Czekam już dwa tygodnie!", "is_paid": True, "ad_id": "ad-1"},
+    {"id": "a2", "text": "Дякую, все прийшло вчасно 😊", "author": {"is_customer": True, "followers": 50}},
+    {"id": "a3", "text": "Wann kommt die Lieferung?", "channel": "dm", "created_at": "2026-11-22T10:00:00Z"},
+    {"id": "a4", "text": "You are all idiots", "parent_text": "Worst service ever"},
+    {"id": "a5", "text": "Когда будет скидка на наушники?"},
+]
+
+
+@pytest.fixture()
+def runner(registry, monkeypatch):
+    monkeypatch.setenv("TRIAGE_HOME", str(registry["home"]))
+    return CliRunner()
+
+
+def write_input(path, rows):
+    if path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    elif path.suffix == ".csv":
+        flat = [{k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in r.items()} for r in rows]
+        pd.DataFrame(flat).to_csv(path, index=False)
+    else:
+        pd.DataFrame(rows).to_parquet(path)
+
+
+def read_output(path) -> list[dict]:
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    if path.suffix == ".csv":
+        with path.open(encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
+    return pq.read_table(path).to_pylist()
+
+
+@pytest.mark.parametrize("in_fmt", ["jsonl", "csv", "parquet"])
+@pytest.mark.parametrize("out_fmt", ["jsonl", "csv", "parquet"])
+def test_round_trip_every_format(runner, tmp_path, in_fmt, out_fmt, registry):
+    source = tmp_path / f"in.{in_fmt}"
+    target = tmp_path / f"out.{out_fmt}"
+    write_input(source, COMMENTS)
+    result = runner.invoke(app, ["score", str(source), str(target), "--chunk-size", "2", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    rows = read_output(target)
+    assert [r["id"] for r in rows] == [c["id"] for c in COMMENTS]
+    assert not (tmp_path / f"out.{out_fmt}.parts").exists()
+    first = rows[0]
+    if out_fmt == "csv":
+        assert float(first["scores.complaint"]) >= 0 and json.loads(first["questions"]) == ["Gdzie jest moja paczka?"]
+    else:
+        assert first["scores"]["sentiment"]["negative"] >= 0 and first["questions"] == ["Gdzie jest moja paczka?"]
+        assert first["model_version"] == f"comment-triage/{registry['version']}"
+    assert {r["language"] for r in rows} == {"pl", "uk", "de", "en", "ru"}
+    assert rows[2]["respond_by"].startswith("2026-11-22T1")
+
+
+def test_bad_rows_are_reported_with_line_and_field_not_dropped(runner, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        json.dumps(COMMENTS[0])
+        + "\n"
+        + json.dumps({"id": "b2", "text": ""})
+        + "\n"
+        + "{broken\n"
+        + json.dumps({"id": "b4", "text": "ok", "channel": "fax"})
+        + "\n"
+        + json.dumps(COMMENTS[1])
+        + "\n",
+        encoding="utf-8",
+    )
+    target = tmp_path / "out.jsonl"
+    result = runner.invoke(app, ["score", str(source), str(target), "--no-progress"])
+    assert result.exit_code == 0
+    assert [r["id"] for r in read_output(target)] == ["a1", "a2"]
+    errors = [json.loads(line) for line in (tmp_path / "out.jsonl.errors.jsonl").read_text().splitlines()]
+    assert [(e["line"], e["field"]) for e in errors] == [(2, "text"), (3, "json"), (4, "channel")]
+    assert "3 invalid rows reported" in result.output and f"{source}:2: text:" in result.output
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(runner, tmp_path, monkeypatch):
+    source = tmp_path / "in.jsonl"
+    write_input(source, COMMENTS * 4)  # 20 rows, ids repeat: allowed in batch input
+    target = tmp_path / "out.parquet"
+    calls = {"n": 0}
+    real = batch.Scorer.score_sync
+
+    def dying(self, comments, now=None):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("killed")
+        return real(self, comments, now)
+
+    monkeypatch.setattr(batch.Scorer, "score_sync", dying)
+    result = runner.invoke(app, ["score", str(source), str(target), "--chunk-size", "5", "--no-progress"])
+    assert result.exit_code != 0 and not target.exists()
+    assert len(list((tmp_path / "out.parquet.parts").glob("part-*.jsonl"))) == 2
+    monkeypatch.setattr(batch.Scorer, "score_sync", real)
+    result = runner.invoke(app, ["score", str(source), str(target), "--chunk-size", "5", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "resumed: 2 of 4 chunks" in result.output
+    assert [r["id"] for r in read_output(target)] == [c["id"] for c in COMMENTS] * 4
+    # A different chunk size is another run: refused until --restart.
+    write_input(source, COMMENTS)
+    (tmp_path / "out.parquet.parts").mkdir()
+    (tmp_path / "out.parquet.parts" / "manifest.json").write_text("{}")
+    refused = runner.invoke(app, ["score", str(source), str(target), "--no-progress"])
+    assert refused.exit_code == 2 and "--restart" in refused.output
+    assert runner.invoke(app, ["score", str(source), str(target), "--restart", "--no-progress"]).exit_code == 0
+
+
+def test_cli_errors_are_clear(runner, tmp_path):
+    missing = runner.invoke(app, ["score", str(tmp_path / "nope.jsonl"), str(tmp_path / "o.jsonl")])
+    assert missing.exit_code == 2 and "no such file" in missing.output
+    (tmp_path / "in.txt").write_text("x")
+    bad_fmt = runner.invoke(app, ["score", str(tmp_path / "in.txt"), str(tmp_path / "o.jsonl")])
+    assert bad_fmt.exit_code == 2 and "unsupported input format .txt" in bad_fmt.output
+    no_model = runner.invoke(
+        app, ["score", str(tmp_path / "in.txt"), str(tmp_path / "o.jsonl"), "--model", "models:/nope@champion"]
+    )
+    assert no_model.exit_code == 2 and "cannot load model models:/nope@champion" in no_model.output
+
+
+def test_train_cli_reports_data_errors_with_file_and_line(runner, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "1", "text": "hi", "toxic": 3}\n')
+    result = runner.invoke(app, ["train", "--data", str(bad)])
+    assert result.exit_code == 2
+    assert f"{bad}:1: toxic: unknown label '3'" in result.output

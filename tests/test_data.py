@@ -1,0 +1,132 @@
+"""Reading and validating labelled comments: each error names file, line and field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from training.data import DataValidationError, load_data, summarize
+
+from .conftest import SEED, SHARED_TRAIN
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def good(i: int, **extra) -> dict:
+    return {"id": f"r{i}", "text": f"Where is my order number {i}?", "lang": "en", "complaint": 1, **extra}
+
+
+def problems_of(paths, **kw) -> list[str]:
+    with pytest.raises(DataValidationError) as info:
+        load_data(paths, **kw)
+    return [str(p) for p in info.value.problems]
+
+
+@pytest.mark.parametrize(
+    ("row", "field", "fragment"),
+    [
+        ({"id": "x", "text": "   ", "toxic": 1}, "text", "empty text"),
+        ({"id": "x", "toxic": 1}, "text", "empty text"),
+        ({"id": "x", "text": "hi", "sentiment": "angry"}, "sentiment", "unknown label 'angry'"),
+        ({"id": "x", "text": "hi", "toxic": 2}, "toxic", "unknown label '2'"),
+        ({"id": "x", "text": "hi", "question": "maybe"}, "question", "unknown label 'maybe'"),
+        ({"text": "hi", "toxic": 1}, "id", "missing id"),
+        ({"id": "", "text": "hi", "toxic": 1}, "id", "missing id"),
+        ({"id": "x", "text": "hi", "lang": "fr", "toxic": 1}, "lang", "unsupported language 'fr'"),
+        ({"id": "x", "text": "hi"}, "labels", "no label"),
+    ],
+)
+def test_each_row_error_names_file_line_and_field(tmp_path, row, field, fragment):
+    path = write_jsonl(tmp_path / "d.jsonl", [good(1), row, good(3)])
+    found = problems_of([path])
+    assert len(found) == 1
+    assert found[0].startswith(f"{path}:2: {field}: ")
+    assert fragment in found[0]
+
+
+def test_duplicate_id_points_at_the_first_occurrence(tmp_path):
+    a = write_jsonl(tmp_path / "a.jsonl", [good(1), good(2)])
+    b = write_jsonl(tmp_path / "b.jsonl", [good(7), good(2)])
+    found = problems_of([a, b])
+    assert found == [f"{b}:2: id: duplicate id 'r2' (first at {a}:2)"]
+
+
+def test_undecodable_bytes_and_invalid_json(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(
+        (json.dumps(good(1)) + "\n").encode()
+        + b'{"id": "r2", "text": "caf\xe9", "toxic": 1}\n'
+        + b"{not json\n"
+        + (json.dumps(good(4)) + "\n").encode()
+    )
+    found = problems_of([path])
+    assert found[0].startswith(f"{path}:2: encoding: undecodable bytes")
+    assert found[1].startswith(f"{path}:3: json: invalid JSON")
+    loaded = load_data([path], skip_invalid=True)
+    assert list(loaded.frame["id"]) == ["r1", "r4"]
+    assert [p.line for p in loaded.skipped] == [2, 3]
+
+
+def test_csv_reports_physical_line_of_multiline_rows(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_bytes(b'id,text,lang,toxic\nr1,"first line\nsecond line",en,1\nr2,ok,en,7\nr3,"bad \xff byte",en,0\n')
+    found = problems_of([path])
+    assert found == [
+        f"{path}:4: toxic: unknown label '7' (expected 0|1)",
+        f"{path}:5: encoding: undecodable bytes",
+    ]
+    loaded = load_data([path], skip_invalid=True)
+    assert loaded.frame.loc[0, "text"] == "first line\nsecond line"
+
+
+def test_parquet_folder_and_missing_labels_stay_missing(tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    pd.DataFrame(
+        {
+            "id": ["p1", "p2"],
+            "text": ["Super produkt, polecam!", "Kiedy wyślecie paczkę?"],
+            "sentiment": ["positive", None],
+            "question": [None, 1],
+        }
+    ).to_parquet(folder / "a.parquet")
+    write_jsonl(folder / "b.jsonl", [good(1)])
+    loaded = load_data([folder])
+    frame = loaded.frame.set_index("id")
+    assert frame.loc["p1", "sentiment"] == "positive" and pd.isna(frame.loc["p1", "question"])
+    assert frame.loc["p2", "question"] == 1 and pd.isna(frame.loc["p2", "sentiment"])
+    assert pd.isna(frame.loc["r1", "toxic"])  # missing is "not labelled", never 0
+    assert frame.loc["p1", "lang"] == "pl" and loaded.detected_lang == 2  # detected when missing
+    assert frame.loc["p1", "source"] == "a"
+
+
+def test_missing_path_and_unsupported_format(tmp_path):
+    (tmp_path / "notes.txt").write_text("x")
+    found = problems_of([tmp_path / "nope.jsonl", tmp_path / "notes.txt"])
+    assert "no such file or folder" in found[0]
+    assert "unsupported format" in found[1]
+
+
+def test_seed_set_meets_its_card(seed_rows):
+    loaded = load_data([SEED])
+    frame = loaded.frame
+    assert len(frame) >= 600
+    counts = frame["lang"].value_counts()
+    assert all(counts[lang] >= 100 for lang in ("pl", "ru", "uk", "en", "de"))
+    for head in ("sentiment", "toxic", "complaint", "question"):
+        assert frame[head].notna().all(), head
+    summary = summarize(frame)
+    assert summary["labels"]["question"]["1"] > 100
+
+
+@pytest.mark.skipif(not SHARED_TRAIN.exists(), reason="shared corpora not beside the checkout")
+def test_shared_corpora_load_as_they_are():
+    loaded = load_data([SHARED_TRAIN])
+    assert len(loaded.frame) > 150_000 and not loaded.skipped
+    assert set(loaded.frame["lang"]) == {"pl", "ru", "uk", "en", "de"}

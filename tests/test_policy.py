@@ -1,0 +1,143 @@
+"""The triage policy on hand-set model outputs: action precedence, priority, deadlines, reasons."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from service.policy import Crisis, PolicyError, decide, load_policy, parse_policy
+from service.predictor import Prediction
+from service.schemas import CommentIn
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def pred(sentiment="neutral", p=0.7, toxic=0.05, complaint=0.05, question=0.05) -> Prediction:
+    rest = (1 - p) / 2
+    probs = {k: (p if k == sentiment else rest) for k in ("negative", "neutral", "positive")}
+    return Prediction(
+        language="en",
+        sentiment=sentiment,
+        toxic=toxic >= 0.5,
+        complaint=complaint >= 0.5,
+        question=question >= 0.5,
+        p_sentiment=probs,
+        p_toxic=toxic,
+        p_complaint=complaint,
+        p_question=question,
+    )
+
+
+def comment(text="text", **kw) -> CommentIn:
+    return CommentIn(id="c", text=text, **kw)
+
+
+@pytest.fixture(scope="module")
+def policy():
+    return load_policy()
+
+
+def test_public_complaint_under_paid_ad_moves_to_private(policy):
+    d = decide(comment(is_paid=True, ad_id="ad-1"), pred("negative", 0.85, complaint=0.77), [], NOW, policy)
+    assert d.action == "move_to_private"
+    assert d.priority in ("high", "critical") and d.respond_within_minutes <= 30
+    assert "complaint (0.77) in a public comment under a paid ad" in d.reasons[0]
+
+
+def test_same_complaint_in_a_dm_is_resolved_there(policy):
+    d = decide(comment(channel="dm"), pred("negative", 0.85, complaint=0.77), [], NOW, policy)
+    assert d.action == "apologize_and_resolve"
+
+
+def test_toxic_is_hidden_before_anything_else_but_a_crisis(policy):
+    p = pred("negative", 0.9, toxic=0.91, complaint=0.8, question=0.9)
+    assert decide(comment(), p, ["why?"], NOW, policy).action == "hide_and_review"
+    crisis = Crisis(scope="ad ad-1", description="12 negative comments in 15 minutes")
+    escalated = decide(comment(ad_id="ad-1"), p, [], NOW, policy, crisis=crisis)
+    assert escalated.action == "escalate_crisis" and escalated.priority == "critical"
+    assert escalated.priority_score == 100 and escalated.respond_within_minutes == 15
+
+
+def test_spam_link_is_hidden(policy):
+    text = "Earn $500 per day from home!!! check my profile https://get-rich.xyz/now"
+    d = decide(comment(text), pred("positive", 0.8), [], NOW, policy)
+    assert d.action == "hide_and_review" and "spam" in d.reasons[0]
+
+
+def test_questions_are_answered_fast_and_praise_is_thanked(policy):
+    q = decide(comment(), pred(question=0.9), ["When?", "How much?"], NOW, policy)
+    assert q.action == "answer_question" and q.respond_within_minutes <= 60
+    assert "2 questions asked" in " ".join(q.reasons)
+    thanks = decide(comment(), pred("positive", 0.9), [], NOW, policy)
+    assert thanks.action == "thank_and_engage" and thanks.priority == "low"
+    calm = decide(comment(), pred("neutral", 0.9), [], NOW, policy)
+    assert calm.action == "monitor" and calm.respond_within_minutes is None and calm.respond_by is None
+
+
+def test_context_raises_priority_and_deadline_never_exceeds_60(policy):
+    base = decide(comment(), pred(question=0.9), ["?"], NOW, policy)
+    vip = decide(
+        comment(author={"is_vip": True, "followers": 50_000, "is_customer": True}, is_paid=True),
+        pred(question=0.9),
+        ["?"],
+        NOW,
+        policy,
+    )
+    assert vip.priority_score > base.priority_score
+    assert any("large audience (50,000 followers)" in r for r in vip.reasons)
+    waited = decide(comment(created_at=NOW - timedelta(minutes=90)), pred(question=0.9), ["?"], NOW, policy)
+    assert waited.priority_score > base.priority_score
+    assert waited.respond_by < NOW and any(r.startswith("overdue") for r in waited.reasons)
+    for d in (base, vip, waited):
+        assert d.respond_within_minutes <= 60
+        assert d.respond_by == (d.respond_by - timedelta(minutes=d.respond_within_minutes)) + timedelta(
+            minutes=d.respond_within_minutes
+        )
+
+
+def test_heated_thread_and_waiting_customer(policy):
+    parent = pred("negative", 0.9, toxic=0.8)
+    heated = decide(comment(channel="reply"), pred("neutral"), [], NOW, policy, parent=parent)
+    calm = decide(comment(channel="reply"), pred("neutral"), [], NOW, policy)
+    assert heated.priority_score > calm.priority_score and any("heated thread" in r for r in heated.reasons)
+    follow = decide(comment(channel="dm", author={"is_customer": True}), pred("neutral"), [], NOW, policy)
+    assert follow.action == "follow_up"
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        ({"version": "x", "precedence": ["monitor"]}, "precedence"),
+        ({"version": "x", "levels": {"critical": 50, "high": 60, "normal": 35}}, "critical > high > normal"),
+        ({"version": "x", "respond_within_minutes": {"low": 90}}, "exceeds max_respond_minutes"),
+        ({"version": "x", "boosts": {"complaint": -1}}, "boosts.complaint"),
+        ({"version": "x", "surprise": 1}, "surprise"),
+        ({"levels": {}}, "version"),
+        (["not", "a", "mapping"], "must be a mapping"),
+    ],
+)
+def test_invalid_policies_fail_with_a_clear_error(raw, fragment):
+    with pytest.raises(PolicyError) as info:
+        parse_policy(raw, "brand.yaml")
+    assert str(info.value).startswith("brand.yaml") and fragment in str(info.value)
+
+
+def test_precedence_is_configurable():
+    custom = parse_policy(
+        {
+            "version": "brand-a/2",
+            "precedence": [
+                "escalate_crisis",
+                "answer_question",
+                "hide_and_review",
+                "move_to_private",
+                "apologize_and_resolve",
+                "follow_up",
+                "thank_and_engage",
+                "monitor",
+            ],
+        }
+    )
+    d = decide(comment(), pred("negative", complaint=0.9, question=0.9), ["When?"], NOW, custom)
+    assert d.action == "answer_question"

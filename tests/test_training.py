@@ -1,0 +1,123 @@
+"""Training on the seed set into a real (temporary) MLflow store: register, promote, reload by alias."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from models.schema import HEADS, MODEL_NAME, OUTPUT_COLUMNS
+from training.config import ConfigError, TrainConfig, load_config
+from training.evaluate import tune_threshold
+from training.registry import PromotionError, champion_version, promote
+from training.split import assign_splits
+
+
+def test_run_logs_metrics_per_head_and_language_and_registers(registry):
+    client = MlflowClient()
+    version = client.get_model_version(MODEL_NAME, registry["version"])
+    run = client.get_run(version.run_id)
+    metrics = run.data.metrics
+    for head in HEADS:
+        assert f"test/{head}/all/macro_f1" in metrics
+        for lang in ("pl", "ru", "uk", "en", "de"):
+            assert f"test/{head}/lang_{lang}/macro_f1" in metrics
+    assert "test/toxic/all/roc_auc" in metrics and "test/sentiment/all/roc_auc" not in metrics
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"data_summary.json", "evaluation.json", "model_card.md"} <= artifacts
+    # Better than chance on held-out rows even from 560 training comments.
+    assert metrics["test/question/all/macro_f1"] > 0.7
+    assert metrics["test/sentiment/all/macro_f1"] > 0.45
+
+
+def test_pyfunc_round_trip_by_alias(registry):
+    model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion")
+    frame = pd.DataFrame({"text": ["Gdzie jest moja paczka? Czekam już dwa tygodnie!", "Дякую, все супер!"]})
+    out = model.predict(frame)
+    assert list(out.columns) == list(OUTPUT_COLUMNS)
+    assert list(out["language"]) == ["pl", "uk"]
+    probs = out[["p_sentiment_negative", "p_sentiment_neutral", "p_sentiment_positive"]].to_numpy()
+    assert np.allclose(probs.sum(axis=1), 1.0)
+    assert out.loc[0, "p_question"] > out.loc[1, "p_question"]
+    assert out.loc[1, "sentiment"] == "positive"
+    # The signature and input example travel with the model.
+    info = mlflow.models.get_model_info(f"models:/{MODEL_NAME}@champion")
+    assert [c.name for c in info.signature.inputs.inputs] == ["text", "lang"]
+    meta = model.unwrap_python_model().model.meta
+    assert meta["data_summary"]["rows"] == 700 and set(meta["thresholds"]) == {"toxic", "complaint", "question"}
+    # A given language is used as is.
+    forced = model.predict(pd.DataFrame({"text": ["ok"], "lang": ["de"]}))
+    assert forced.loc[0, "language"] == "de"
+
+
+def test_promote_refuses_regression_on_same_rows_unless_forced(registry):
+    from training.train import train
+
+    settings = registry["settings"]
+    weak = TrainConfig(min_threshold_support=10)
+    weak.tfidf.char_features = 1024
+    weak.tfidf.word_features = 1024
+    weak.tfidf.C = 0.001
+    result = train([settings.seed_data], weak, settings)
+    client = MlflowClient()
+    champion = champion_version(client)
+    with pytest.raises(PromotionError, match="regresses"):
+        promote(result.version)
+    assert champion_version(client) == champion
+    forced = promote(result.version, force=True)
+    assert forced.comparable and champion_version(client) == result.version
+    promote(champion, force=True)
+    with pytest.raises(PromotionError, match="no version 999"):
+        promote("999")
+
+
+def test_split_is_deterministic_stratified_and_keeps_copies_together():
+    rng = np.random.default_rng(0)
+    texts = [f"comment number {i} about order {rng.integers(1000)}" for i in range(2000)]
+    texts[10] = texts[20] = "the very same text"
+    frame = pd.DataFrame(
+        {
+            "id": [str(i) for i in range(2000)],
+            "text": texts,
+            "source": ["a"] * 1000 + ["b"] * 1000,
+            "sentiment": None,
+            "toxic": [i % 4 == 0 for i in range(2000)],
+            "complaint": None,
+            "question": None,
+        }
+    )
+    first = assign_splits(frame, 0.1, 0.1, seed=7)
+    assert first.equals(assign_splits(frame, 0.1, 0.1, seed=7))
+    assert not first.equals(assign_splits(frame, 0.1, 0.1, seed=8))
+    assert first[10] == first[20]
+    for source in ("a", "b"):
+        for label in (True, False):
+            sel = (frame["source"] == source) & (frame["toxic"] == label)
+            share = (first[sel] == "test").mean()
+            assert 0.08 <= share <= 0.12
+
+
+def test_threshold_tuning_finds_the_separating_cut():
+    y = np.array([0] * 50 + [1] * 50)
+    p = np.concatenate([np.linspace(0.0, 0.3, 50), np.linspace(0.35, 0.6, 50)])
+    t = tune_threshold(y, p)
+    assert 0.3 < t <= 0.35
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("tfidf:\n  bogus: 1\n", "tfidf.bogus: Extra inputs are not permitted"),
+        ("tfidf:\n  char_ngram: [5, 2]\n", "char_ngram must be [low, high]"),
+        ("split:\n  test_fraction: 0.9\n", "split.test_fraction"),
+        ("- a list\n", "must be a mapping"),
+    ],
+)
+def test_config_errors_name_the_field(tmp_path, text, fragment):
+    bad = tmp_path / "c.yaml"
+    bad.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    assert str(info.value).startswith(str(bad)) and fragment in str(info.value)
