@@ -7,6 +7,7 @@ metrics measured before it was logged and a summary of its training data.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -78,18 +79,22 @@ class TriageModel:
         return pd.DataFrame(frame, columns=list(OUTPUT_COLUMNS))
 
 
-class CommentTriagePyfunc(mlflow.pyfunc.PythonModel):
-    """MLflow wrapper: input frame with ``text`` (and optional ``lang``), output :data:`OUTPUT_COLUMNS`."""
+with warnings.catch_warnings():
+    # MLflow nudges towards type-hinted predict(); the signature is given explicitly at logging instead.
+    warnings.simplefilter("ignore", UserWarning)
 
-    def load_context(self, context):  # type: ignore[no-untyped-def]
-        self.model = TriageModel.load(context.artifacts["model"])
+    class CommentTriagePyfunc(mlflow.pyfunc.PythonModel):
+        """MLflow wrapper: input frame with ``text`` (and optional ``lang``), output :data:`OUTPUT_COLUMNS`."""
 
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
-        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        if "text" not in frame.columns:
-            raise ValueError("input needs a 'text' column")
-        langs = frame["lang"].tolist() if "lang" in frame.columns else None
-        return self.model.predict(frame["text"].tolist(), langs)
+        def load_context(self, context):  # type: ignore[no-untyped-def]
+            self.model = TriageModel.load(context.artifacts["model"])
+
+        def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+            frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+            if "text" not in frame.columns:
+                raise ValueError("input needs a 'text' column")
+            langs = frame["lang"].tolist() if "lang" in frame.columns else None
+            return self.model.predict(frame["text"].tolist(), langs)
 
 
 def signature_and_example() -> tuple[Any, pd.DataFrame]:

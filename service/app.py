@@ -13,7 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.policy import PolicyConfig, load_policy
+from service.crisis import CrisisDetector, build_detector
+from service.policy import PolicyConfig, PolicyError, PolicySet, PolicyStore
 from service.schemas import ErrorResponse, ScoreRequest, ScoreResponse
 from service.scorer import Scorer
 from service.settings import ServiceSettings
@@ -42,28 +43,52 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
-def _load_scorer(settings: ServiceSettings, policy: PolicyConfig) -> Scorer:
+def _load_scorer(
+    settings: ServiceSettings, policy: PolicyStore | PolicySet | PolicyConfig, crisis: CrisisDetector | None
+) -> Scorer:
     from models.store import configure_mlflow
     from service.predictor import load_predictor
 
     configure_mlflow(settings.home)
     predictor = load_predictor(settings.model_uri)
-    return Scorer(predictor, policy, settings.micro_batch_size, settings.micro_batch_wait_ms)
+    return Scorer(predictor, policy, settings.micro_batch_size, settings.micro_batch_wait_ms, crisis=crisis)
+
+
+def _base_policy(policy: PolicyStore | PolicySet | PolicyConfig) -> PolicyConfig:
+    if isinstance(policy, PolicyStore):
+        return policy.current().base
+    return policy.base if isinstance(policy, PolicySet) else policy
 
 
 def create_app(
-    settings: ServiceSettings | None = None, scorer: Scorer | None = None, policy: PolicyConfig | None = None
+    settings: ServiceSettings | None = None,
+    scorer: Scorer | None = None,
+    policy: PolicyStore | PolicySet | PolicyConfig | None = None,
+    crisis: CrisisDetector | None = None,
 ) -> FastAPI:
-    """Build the app. Tests inject ``scorer``; otherwise the model at ``settings.model_uri`` is loaded."""
+    """Build the app. Tests inject ``scorer``; otherwise the model at ``settings.model_uri`` is loaded.
+
+    The policy file is read and validated here, so a bad policy stops start-up with a clear error.
+    """
     settings = settings or ServiceSettings()
-    policy = policy or (scorer.policy if scorer else load_policy(settings.policy_file))
+    if scorer is None:
+        policy = policy or PolicyStore(settings.policy_file, settings.policy_check_seconds)
+        if crisis is None:
+            base = _base_policy(policy)
+            crisis = build_detector(
+                base.crisis,
+                settings.redis_url,
+                settings.webhook_url,
+                settings.webhook_attempts,
+                settings.webhook_backoff_seconds,
+            )
 
     async def load() -> None:
         try:
-            loaded = scorer or await asyncio.to_thread(_load_scorer, settings, policy)
+            loaded = scorer or await asyncio.to_thread(_load_scorer, settings, policy, crisis)  # type: ignore[arg-type]
             seconds = await asyncio.to_thread(loaded.warm_up)
             app.state.scorer = loaded
-            log.info("ready: model %s, policy %s (warm-up %.2fs)", loaded.model_version, policy.version, seconds)
+            log.info("ready: model %s, policy %s (warm-up %.2fs)", loaded.model_version, loaded.policy.version, seconds)
         except Exception as exc:  # reported by /health/ready; the process stays up to say so
             log.exception("model %s could not be loaded", settings.model_uri)
             app.state.load_error = f"model {settings.model_uri} could not be loaded ({type(exc).__name__})"
@@ -73,13 +98,26 @@ def create_app(
         app.state.scorer = None
         app.state.load_error = None
         task = asyncio.create_task(load())
+        sweeper = asyncio.create_task(sweep())
         app.state.load_task = task
         try:
             yield
         finally:
             task.cancel()
+            sweeper.cancel()
             if app.state.scorer is not None:
                 await app.state.scorer.batcher.stop()
+
+    async def sweep() -> None:
+        """Ends crises whose scope went quiet, so their end is announced without new comments."""
+        while True:
+            await asyncio.sleep(settings.alert_sweep_seconds)
+            current = app.state.scorer
+            if current is not None and current.crisis is not None:
+                try:
+                    await asyncio.to_thread(current.crisis.alerts)
+                except Exception:
+                    log.exception("crisis sweep failed")
 
     app = FastAPI(
         title="Comment Triage",
@@ -139,6 +177,31 @@ def create_app(
     async def model(request: Request) -> dict[str, Any]:
         current = ready_scorer(request)
         return {**current.predictor.describe(), "policy_version": current.policy.version}
+
+    @app.get("/v1/alerts", summary="Active crises and recently ended ones, per post, ad, campaign and brand")
+    async def alerts(request: Request) -> dict[str, Any]:
+        current = ready_scorer(request)
+        if current.crisis is None or not current.crisis.config.enabled:
+            return {"enabled": False, "active": [], "recent": []}
+        return {"enabled": True, **await asyncio.to_thread(current.crisis.alerts)}
+
+    @app.get("/v1/policy", summary="The triage policy in force")
+    async def policy_status(request: Request) -> dict[str, Any]:
+        current = ready_scorer(request)
+        if current.store is not None:
+            return current.store.status()
+        return {"source": None, "version": current.policy.version, "versions": current.policies().versions}
+
+    @app.post("/v1/policy/reload", summary="Re-read the policy file now (it is also re-read when it changes)")
+    async def policy_reload(request: Request) -> dict[str, Any]:
+        current = ready_scorer(request)
+        if current.store is None:
+            raise ApiError(409, "not_reloadable", "this service runs a fixed policy, not a policy file")
+        try:
+            await asyncio.to_thread(current.store.reload)
+        except PolicyError as exc:
+            raise ApiError(422, "invalid_policy", f"{exc}; the previous policy stays in force") from None
+        return current.store.status()
 
     @app.get("/health/live", summary="The process is up")
     async def live() -> dict[str, str]:

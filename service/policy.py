@@ -5,17 +5,23 @@ Everything tunable lives in a YAML policy (default: ``configs/policy.yaml``) val
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
+import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from service.crisis import Crisis, CrisisConfig
 from service.predictor import Prediction
 from service.schemas import Action, CommentIn
+
+log = logging.getLogger(__name__)
 
 DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "configs" / "policy.yaml"
 ACTIONS: tuple[str, ...] = get_args(Action)
@@ -93,6 +99,7 @@ class PolicyConfig(_Strict):
     boosts: Boosts = Boosts()
     precedence: list[str] = Field(default_factory=lambda: list(ACTIONS))
     spam: Spam = Spam()
+    crisis: CrisisConfig = CrisisConfig()
 
     @field_validator("precedence")
     @classmethod
@@ -120,15 +127,94 @@ class PolicyError(Exception):
     pass
 
 
-def load_policy(path: str | Path | None = None) -> PolicyConfig:
-    path = Path(path) if path else DEFAULT_POLICY
+MATCH_KEYS = ("brand_id", "campaign_id")
+
+
+class Override(_Strict):
+    match: dict[str, str] = Field(min_length=1)
+    version: str = Field(min_length=1, max_length=64)
+    set: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("match")
+    @classmethod
+    def _keys(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(MATCH_KEYS))
+        if unknown:
+            raise ValueError(f"can match only {', '.join(MATCH_KEYS)}, not {', '.join(unknown)}")
+        return value
+
+
+@dataclass(frozen=True)
+class PolicySet:
+    """The base policy and its per-brand / per-campaign variants, each fully validated."""
+
+    base: PolicyConfig
+    overrides: tuple[tuple[dict[str, str], PolicyConfig], ...] = ()
+
+    def for_comment(self, comment: CommentIn) -> PolicyConfig:
+        best, best_keys = self.base, 0
+        for match, policy in self.overrides:
+            if all(getattr(comment, key) == value for key, value in match.items()) and len(match) > best_keys:
+                best, best_keys = policy, len(match)
+        return best
+
+    @property
+    def versions(self) -> list[str]:
+        return [self.base.version, *(p.version for _, p in self.overrides)]
+
+
+def _merge(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in change.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _details(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'policy'}: {e['msg']}" for e in exc.errors())
+
+
+def parse_policy_set(raw: Any, origin: str = "policy") -> PolicySet:
+    if not isinstance(raw, dict):
+        raise PolicyError(f"{origin}: a policy must be a mapping")
+    raw = dict(raw)
+    overrides_raw = raw.pop("overrides", None) or []
+    base = parse_policy(raw, origin)
+    if not isinstance(overrides_raw, list):
+        raise PolicyError(f"{origin}: overrides must be a list")
+    overrides = []
+    for i, item in enumerate(overrides_raw):
+        where = f"{origin}: overrides[{i}]"
+        try:
+            override = Override.model_validate(item)
+        except ValidationError as exc:
+            raise PolicyError(f"{where}: {_details(exc)}") from None
+        merged = _merge(raw, override.set)
+        merged["version"] = override.version
+        try:
+            overrides.append((override.match, PolicyConfig.model_validate(merged)))
+        except ValidationError as exc:
+            raise PolicyError(f"{where}.set: {_details(exc)}") from None
+    return PolicySet(base, tuple(overrides))
+
+
+def _read_yaml(path: Path) -> Any:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise PolicyError(f"{path}: no such policy file") from None
     except yaml.YAMLError as exc:
         raise PolicyError(f"{path}: invalid YAML ({exc})") from None
-    return parse_policy(raw, str(path))
+
+
+def load_policy_set(path: str | Path | None = None) -> PolicySet:
+    path = Path(path) if path else DEFAULT_POLICY
+    return parse_policy_set(_read_yaml(path), str(path))
+
+
+def load_policy(path: str | Path | None = None) -> PolicyConfig:
+    """The base policy of a policy file (its overrides validated too)."""
+    return load_policy_set(path).base
 
 
 def parse_policy(raw: Any, origin: str = "policy") -> PolicyConfig:
@@ -137,16 +223,68 @@ def parse_policy(raw: Any, origin: str = "policy") -> PolicyConfig:
     try:
         return PolicyConfig.model_validate(raw)
     except ValidationError as exc:
-        details = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'policy'}: {e['msg']}" for e in exc.errors())
-        raise PolicyError(f"{origin}: {details}") from None
+        raise PolicyError(f"{origin}: {_details(exc)}") from None
 
 
-@dataclass(frozen=True)
-class Crisis:
-    """An active crisis in one of the comment's scopes (filled in by crisis detection)."""
+class PolicyStore:
+    """The live policy of a running service: reloaded when its file changes, or on request.
 
-    scope: str
-    description: str
+    A file that fails validation never replaces a working policy: the error is kept for
+    ``GET /v1/policy`` and the log, and the previous policy stays in force.
+    """
+
+    def __init__(self, path: str | Path | None = None, check_seconds: float = 2.0, clock: Any = None) -> None:
+        import time
+
+        self.path = Path(path) if path else DEFAULT_POLICY
+        self.check_seconds = check_seconds
+        self._clock = clock or time.monotonic
+        self._policies = load_policy_set(self.path)
+        self._mtime = self._stat()
+        self._checked = self._clock()
+        self.loaded_at = datetime.now(UTC)
+        self.last_error: str | None = None
+        self._lock = threading.Lock()
+
+    def _stat(self) -> float | None:
+        try:
+            return self.path.stat().st_mtime
+        except OSError:
+            return None
+
+    def current(self) -> PolicySet:
+        now = self._clock()
+        if now - self._checked >= self.check_seconds:
+            self._checked = now
+            if self._stat() != self._mtime:
+                with contextlib.suppress(PolicyError):
+                    self.reload()
+        return self._policies
+
+    def reload(self) -> PolicySet:
+        with self._lock:
+            mtime = self._stat()
+            try:
+                policies = load_policy_set(self.path)
+            except PolicyError as exc:
+                self.last_error = str(exc)
+                self._mtime = mtime
+                log.error("policy not reloaded, the previous one stays in force: %s", exc)
+                raise
+            self._policies, self._mtime = policies, mtime
+            self.loaded_at = datetime.now(UTC)
+            self.last_error = None
+            log.info("policy reloaded: %s", ", ".join(policies.versions))
+            return policies
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "source": str(self.path),
+            "version": self._policies.base.version,
+            "versions": self._policies.versions,
+            "loaded_at": self.loaded_at.isoformat(),
+            "last_error": self.last_error,
+        }
 
 
 @dataclass

@@ -17,14 +17,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from service.policy import Crisis, PolicyConfig, decide
+from service.crisis import CrisisDetector, comment_clock
+from service.policy import PolicyConfig, PolicySet, PolicyStore, decide
 from service.predictor import Prediction, Predictor
 from service.questions import extract_questions
 from service.schemas import CommentIn, ScoredComment, Scores, SentimentScores
 
 log = logging.getLogger(__name__)
-
-CrisisLookup = Callable[[CommentIn, Prediction, datetime], Crisis | None]
 
 
 @dataclass
@@ -116,15 +115,31 @@ class Scorer:
     def __init__(
         self,
         predictor: Predictor,
-        policy: PolicyConfig,
+        policy: PolicyStore | PolicySet | PolicyConfig,
         max_batch: int = 64,
         max_wait_ms: float = 2.0,
-        crisis: CrisisLookup | None = None,
+        crisis: CrisisDetector | None = None,
     ):
         self.predictor = predictor
-        self.policy = policy
+        self.store = policy if isinstance(policy, PolicyStore) else None
+        self._static: PolicySet | None = None
+        if isinstance(policy, PolicySet):
+            self._static = policy
+        elif isinstance(policy, PolicyConfig):
+            self._static = PolicySet(policy)
         self.crisis = crisis
         self.batcher = MicroBatcher(predictor.predict, max_batch, max_wait_ms)
+
+    def policies(self) -> PolicySet:
+        """The policy in force now (a store re-reads its file when it changes)."""
+        if self.store is not None:
+            return self.store.current()
+        assert self._static is not None
+        return self._static
+
+    @property
+    def policy(self) -> PolicyConfig:
+        return self.policies().base
 
     @property
     def model_version(self) -> str:
@@ -157,13 +172,16 @@ class Scorer:
         now: datetime | None = None,
     ) -> list[ScoredComment]:
         now = now or datetime.now(UTC)
-        policy = self.policy
+        policies = self.policies()
+        if self.crisis is not None:
+            self.crisis.config = policies.base.crisis
         out = []
         for i, comment in enumerate(comments):
             pred = predictions[i]
+            policy = policies.for_comment(comment)
             parent = predictions[parent_index[i]] if parent_index[i] is not None else None  # type: ignore[index]
             questions = extract_questions(comment.text)
-            crisis = self.crisis(comment, pred, now) if self.crisis else None
+            crisis = self.crisis.observe(comment, pred, comment_clock(comment, now)) if self.crisis else None
             decision = decide(comment, pred, questions, now, policy, parent=parent, crisis=crisis)
             out.append(
                 ScoredComment(
@@ -196,7 +214,8 @@ class Scorer:
     async def score(self, comments: list[CommentIn], now: datetime | None = None) -> list[ScoredComment]:
         texts, langs, parent_index = self.preprocess(comments)
         predictions = await self.batcher.predict(texts, langs)
-        return self.postprocess(comments, predictions, parent_index, now)
+        # Policy, questions and crisis state (maybe Redis) run off the event loop too.
+        return await asyncio.to_thread(self.postprocess, comments, predictions, parent_index, now)
 
     def score_sync(self, comments: list[CommentIn], now: datetime | None = None) -> list[ScoredComment]:
         """The same steps without the event loop (batch scoring of files)."""

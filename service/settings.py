@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.store import alias_uri
@@ -20,4 +20,15 @@ class ServiceSettings(BaseSettings):
     micro_batch_size: int = Field(64, ge=1, le=4096, description="comments the scorer predicts at once")
     micro_batch_wait_ms: float = Field(2.0, ge=0, le=1000, description="how long a batch waits to fill")
     policy_file: Path | None = Field(None, description="triage policy YAML (default: the bundled one)")
+    policy_check_seconds: float = Field(2.0, ge=0, description="how often the policy file is checked for changes")
+    redis_url: str | None = Field(None, description="crisis state shared by replicas (default: in-process)")
+    webhook_url: str | None = Field(None, description="called once per crisis start and end")
+    webhook_attempts: int = Field(5, ge=1, le=20)
+    webhook_backoff_seconds: float = Field(1.0, ge=0, le=60)
+    alert_sweep_seconds: float = Field(30.0, gt=0, description="how often active crises are checked for an end")
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+
+    @field_validator("redis_url", "webhook_url")
+    @classmethod
+    def _empty_is_none(cls, value: str | None) -> str | None:
+        return value or None

@@ -138,11 +138,18 @@ def score(
     chunk_size: Annotated[int, typer.Option(min=1, help="comments per chunk (memory and resume unit)")] = 1000,
     restart: Annotated[bool, typer.Option(help="discard a partial earlier run instead of resuming it")] = False,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    crisis: Annotated[
+        bool,
+        typer.Option(
+            help="replay crisis detection over the comments' posting times (in memory; a resumed run restarts it)"
+        ),
+    ] = False,
 ) -> None:
     """Score a file of comments into a file of scored records; resumes an interrupted run."""
     from models.store import configure_mlflow
     from service.batch import BatchError, score_file
-    from service.policy import PolicyError, load_policy
+    from service.crisis import build_detector
+    from service.policy import PolicyError, load_policy_set
     from service.predictor import load_predictor
     from service.scorer import Scorer
     from service.settings import ServiceSettings
@@ -151,7 +158,7 @@ def score(
     configure_mlflow(settings.home)
     uri = model or settings.model_uri
     try:
-        policy = load_policy(settings.policy_file)
+        policies = load_policy_set(settings.policy_file)
     except PolicyError as exc:
         _fail(str(exc))
         return
@@ -160,7 +167,8 @@ def score(
     except Exception as exc:  # MLflow raises several types for a missing or broken model
         _fail(f"cannot load model {uri}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
         return
-    scorer = Scorer(predictor, policy)
+    detector = build_detector(policies.base.crisis) if crisis else None
+    scorer = Scorer(predictor, policies, crisis=detector)
     try:
         report = score_file(input_path, output_path, scorer, chunk_size=chunk_size, restart=restart, progress=progress)
     except BatchError as exc:
