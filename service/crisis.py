@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from service.predictor import Prediction
 from service.schemas import CommentIn
@@ -44,13 +44,43 @@ class CrisisConfig(BaseModel):
     scopes: list[str] = Field(default_factory=lambda: list(SCOPE_TYPES))
     window_minutes: int = Field(15, ge=1, le=24 * 60)
     baseline_minutes: int = Field(360, ge=1, le=7 * 24 * 60)
-    min_count: int = Field(5, ge=1)
+    min_count: dict[str, int] = Field(
+        default_factory=lambda: {"post": 5, "ad": 5, "campaign": 10, "brand": 20},
+        description="bad comments a window needs, per scope type (a burst on one ad is no brand crisis)",
+    )
     ratio: float = Field(3.0, ge=1.0)
     baseline_floor: float = Field(1.0, ge=0, description="expected bad comments per window at least")
     end_fraction: float = Field(0.5, gt=0, le=1)
     end_ratio: float = Field(1.5, ge=1.0)
     negative_min: float = Field(0.6, ge=0, le=1, description="P(negative) that counts a comment as negative")
     history: int = Field(100, ge=1, description="ended alerts kept for GET /v1/alerts")
+
+    @field_validator("min_count", mode="before")
+    @classmethod
+    def _per_scope(cls, value: Any) -> Any:
+        if isinstance(value, int):
+            return dict.fromkeys(SCOPE_TYPES, value)
+        return value
+
+    @field_validator("scopes")
+    @classmethod
+    def _known_scopes(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(SCOPE_TYPES))
+        if unknown:
+            raise ValueError(f"unknown scope type(s) {unknown}; known: {', '.join(SCOPE_TYPES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _counts(self) -> CrisisConfig:
+        unknown = sorted(set(self.min_count) - set(SCOPE_TYPES))
+        if unknown:
+            raise ValueError(f"min_count: unknown scope type(s) {unknown}")
+        if any(v < 1 for v in self.min_count.values()):
+            raise ValueError("min_count values must be >= 1")
+        return self
+
+    def min_for(self, scope: str) -> int:
+        return self.min_count.get(scope.split(":", 1)[0], 5)
 
 
 def _minute(ts: datetime) -> int:
@@ -231,7 +261,7 @@ class CrisisDetector:
             f"against {expected:.1f} expected"
         )
         if active is None:
-            if window >= cfg.min_count and window >= cfg.ratio * expected:
+            if window >= cfg.min_for(scope) and window >= cfg.ratio * expected:
                 alert = {
                     "id": uuid.uuid4().hex[:12],
                     "scope": scope,
@@ -249,7 +279,7 @@ class CrisisDetector:
                     self._notify("crisis.started", alert)
                 return self.state.active(scope) or alert
             return None
-        if window < cfg.min_count * cfg.end_fraction or window < cfg.end_ratio * expected:
+        if window < cfg.min_for(scope) * cfg.end_fraction or window < cfg.end_ratio * expected:
             ended = {**active, "status": "ended", "ended_at": now.isoformat(), "count": window}
             if self.state.end(scope, ended, cfg.history):
                 log.warning("crisis ended on %s", scope)
