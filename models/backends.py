@@ -6,6 +6,9 @@ it; the pyfunc in :mod:`models.pyfunc` wraps one and owns languages, thresholds 
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -76,7 +79,111 @@ class TfidfBackend:
         return cls(data["featurizer"], data["heads"])
 
 
-_BACKENDS: dict[str, Any] = {"tfidf": TfidfBackend}
+class OnnxBackend:
+    """A fine-tuned encoder with its heads, exported to ONNX (probabilities out), run by ONNX Runtime.
+
+    Texts are tokenised without padding, sorted by length and run in batches padded to their longest
+    member (dynamic padding), then put back in input order.
+    """
+
+    kind = "onnx"
+    MODEL = "model.onnx"
+    TOKENIZER = "tokenizer.json"
+    CONFIG = "onnx_config.json"
+
+    def __init__(self, directory: Path, batch_size: int = 32, threads: int | None = None):
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.directory = Path(directory)
+        self.config = json.loads((self.directory / self.CONFIG).read_text(encoding="utf-8"))
+        self.tokenizer = Tokenizer.from_file(str(self.directory / self.TOKENIZER))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length=int(self.config["max_length"]))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or int(os.environ.get("TRIAGE_ONNX_THREADS", "0"))
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(
+            str(self.directory / self.MODEL), options, providers=["CPUExecutionProvider"]
+        )
+        self.batch_size = batch_size
+
+    @classmethod
+    def write_config(cls, directory: Path, **config: Any) -> None:
+        (Path(directory) / cls.CONFIG).write_text(json.dumps(config, indent=2), encoding="utf-8")
+
+    def predict_proba(self, texts: list[str]) -> Probabilities:
+        n = len(texts)
+        sentiment = np.zeros((n, len(SENTIMENT_LABELS)))
+        binary = np.zeros((n, len(BINARY_HEADS)))
+        if n:
+            prefix = self.config.get("text_prefix", "")
+            encodings = self.tokenizer.encode_batch([prefix + t for t in texts])
+            ids = [e.ids for e in encodings]
+            order = np.argsort([len(x) for x in ids], kind="stable")
+            pad = int(self.config.get("pad_id", 0))
+            for start in range(0, n, self.batch_size):
+                rows = order[start : start + self.batch_size]
+                width = max(len(ids[i]) for i in rows)
+                input_ids = np.full((len(rows), width), pad, dtype=np.int64)
+                attention = np.zeros((len(rows), width), dtype=np.int64)
+                for k, i in enumerate(rows):
+                    input_ids[k, : len(ids[i])] = ids[i]
+                    attention[k, : len(ids[i])] = 1
+                s, b = self.session.run(None, {"input_ids": input_ids, "attention_mask": attention})
+                sentiment[rows] = s
+                binary[rows] = b
+        return {"sentiment": sentiment, **{h: binary[:, j] for j, h in enumerate(BINARY_HEADS)}}
+
+    def save(self, directory: Path) -> None:
+        directory = Path(directory)
+        if directory.resolve() == self.directory.resolve():
+            return
+        directory.mkdir(parents=True, exist_ok=True)
+        for name in (self.MODEL, self.TOKENIZER, self.CONFIG):
+            shutil.copyfile(self.directory / name, directory / name)
+
+    @classmethod
+    def load(cls, directory: Path) -> OnnxBackend:
+        return cls(directory)
+
+
+class EnsembleBackend:
+    """Weighted average of members' probabilities (e.g. TF-IDF and the fine-tuned transformer)."""
+
+    kind = "ensemble"
+    FILE = "ensemble.json"
+
+    def __init__(self, members: dict[str, Backend], weights: dict[str, float]):
+        self.members = members
+        self.weights = weights
+
+    def predict_proba(self, texts: list[str]) -> Probabilities:
+        total = sum(self.weights.values())
+        out: Probabilities = {}
+        for name, backend in self.members.items():
+            w = self.weights[name] / total
+            for head, p in backend.predict_proba(texts).items():
+                out[head] = out[head] + w * p if head in out else w * p
+        return out
+
+    def save(self, directory: Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        spec = {name: {"kind": b.kind, "weight": self.weights[name]} for name, b in self.members.items()}
+        for name, backend in self.members.items():
+            backend.save(directory / name)
+        (directory / self.FILE).write_text(json.dumps(spec, indent=2), encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: Path) -> EnsembleBackend:
+        spec = json.loads((Path(directory) / cls.FILE).read_text(encoding="utf-8"))
+        members = {name: load_backend(s["kind"], Path(directory) / name) for name, s in spec.items()}
+        return cls(members, {name: float(s["weight"]) for name, s in spec.items()})
+
+
+_BACKENDS: dict[str, Any] = {"tfidf": TfidfBackend, "onnx": OnnxBackend, "ensemble": EnsembleBackend}
 
 
 def register_backend(kind: str, loader: Any) -> None:

@@ -26,9 +26,9 @@ log = logging.getLogger(__name__)
 DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "configs" / "policy.yaml"
 ACTIONS: tuple[str, ...] = get_args(Action)
 PUBLIC_CHANNELS = {"comment", "reply", "review", "mention"}
-_LINK = re.compile(
-    r"(?:https?://|www\.)\S+|\b\S+\.(?:com|pl|ru|ua|de|net|io|xyz|shop|link)/\S*|t\.me/\S+", re.IGNORECASE
-)
+# Any link, short links (bit.ly/x, t.me/x) included, and a contact handle (@name) each count as one signal.
+_LINK = re.compile(r"(?:https?://|www\.)\S+|\b[\w-]+(?:\.[\w-]+)*\.[a-z]{2,12}/\S*", re.IGNORECASE)
+_HANDLE = re.compile(r"(?<![\w@])@[\w.]{2,}")
 
 
 class _Strict(BaseModel):
@@ -306,14 +306,17 @@ def _where(comment: CommentIn) -> str:
         "dm": "a direct message",
     }[comment.channel]
     if comment.paid:
-        place += " under a paid ad" if comment.ad_id or comment.is_paid else " in a paid campaign"
+        if comment.channel == "dm":
+            place += " about a paid campaign"
+        else:
+            place += " under a paid ad" if comment.ad_id or comment.is_paid else " in a paid campaign"
     return place
 
 
 def spam_hits(text: str, policy: PolicyConfig) -> int:
     lowered = text.lower()
     hits = sum(1 for k in policy.spam.keywords if k in lowered)
-    return hits + (1 if _LINK.search(text) else 0)
+    return hits + (1 if _LINK.search(text) else 0) + (1 if _HANDLE.search(text) else 0)
 
 
 def decide(
@@ -332,7 +335,9 @@ def decide(
     where = _where(comment)
     public = comment.channel in PUBLIC_CHANNELS
 
-    spam = spam_hits(comment.text, policy) >= policy.spam.min_hits and not pred.complaint
+    # A real complaint may carry a link and name a messenger: it needs one signal more to count as spam
+    # (a "funds recovery" scam posing as a complaint still has plenty).
+    spam = spam_hits(comment.text, policy) >= policy.spam.min_hits + (1 if pred.complaint else 0)
     is_question = pred.question or bool(questions)
     strong_negative = pred.p_sentiment["negative"] >= s.strong_negative
     positive = pred.sentiment == "positive" and pred.p_sentiment["positive"] >= s.positive
@@ -375,7 +380,11 @@ def decide(
         "move_to_private": pred.complaint and public,
         "apologize_and_resolve": pred.complaint and not public,
         "answer_question": is_question,
-        "follow_up": bool(author and author.is_customer and comment.channel in ("dm", "reply") and not positive)
+        # A customer waiting in a DM, or chasing in a thread (negative, or inside a heated one), gets a follow-up.
+        "follow_up": bool(author and author.is_customer and comment.channel == "dm" and not positive)
+        or bool(
+            author and author.is_customer and comment.channel == "reply" and (pred.sentiment == "negative" or heated)
+        )
         or (comment.channel == "dm" and waited >= policy.max_respond_minutes),
         "thank_and_engage": positive,
         "monitor": True,
@@ -409,7 +418,8 @@ def decide(
             f"{'them in the order asked' if n > 1 else 'it'} fast"
         )
     if comment.paid and not pred.complaint:
-        reasons.append(f"{where}: paid, public and seen by many")
+        seen = "paid, public and seen by many" if public else "a paid campaign's audience"
+        reasons.append(f"{where}: {seen}")
     if author and author.is_vip:
         reasons.append("the author is a VIP")
     if author and author.is_customer:

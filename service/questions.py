@@ -22,7 +22,7 @@ _STRONG = "|".join(
         # uk
         "чи|коли|де|скільки|як довго|як мені|чому|навіщо|куди|звідки|який|яка|яке|які|якого|якому|хто|можна|підкажіть|скажіть",
         # en
-        "when|where|why|whether|who|whom|whose|how much|how many|how long|how far|how do|how can|how does|how to|"
+        "(?:when|where|who|which)\s+(?:is|are|was|were|will|would|do|does|did|can|could|should|shall|has|have|had)|why|whether|how much|how many|how long|how far|how do|how can|how does|how to|"
         "any chance|any idea|any update|is there|are there",
         # de
         "wann|wo|wohin|woher|warum|wieso|weshalb|welche|welcher|welches|welchen|wer|ob|wie viel|wie lange|wie oft|wie weit|"
@@ -44,7 +44,7 @@ _VERB_FIRST = (
     r"|[a-zäöüß]+(?:t|st|en|nn|ss)\s+(?:ihr|sie|es|das|man|du|ich|die|der)\b"
     r"|\S+\s+(?:ли|li)\b"
 )
-_W = r"(?![\w])"
+_W = r"(?![\w-])"  # "кто-то", "what-ever": not an interrogative
 _STRONG_RE = re.compile(rf"^(?:(?:{_STRONG}){_W}|{_VERB_FIRST})", re.IGNORECASE)
 _ANY_RE = re.compile(rf"^(?:(?:{_STRONG}|{_WEAK}){_W}|{_VERB_FIRST})", re.IGNORECASE)
 _LEAD = re.compile(r"^(?:(?:a|i|oraz|and|also|so|und|aber|и|а|но|і|й|та)\s+)+", re.IGNORECASE)

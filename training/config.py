@@ -41,8 +41,36 @@ class TfidfConfig(_Strict):
         return self
 
 
+class TransformerConfig(_Strict):
+    base_model: str = Field(
+        "offline:multilingual-e5-small",
+        description="a local folder, a hub id (where the user has hub access), or offline:multilingual-e5-small",
+    )
+    text_prefix: str = "query: "
+    max_length: int = Field(64, ge=8, le=512)
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(5e-5, gt=0)
+    head_learning_rate: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    epochs: int = Field(1, ge=1)
+    max_steps: int | None = Field(None, ge=1, description="caps the steps of all epochs")
+    eval_every: int = Field(200, ge=1)
+    patience: int = Field(3, ge=1, description="evaluations without improvement before stopping")
+    time_budget_minutes: float | None = Field(None, gt=0, description="stop training after this long")
+    dropout: float = Field(0.1, ge=0, lt=1)
+    freeze_embeddings: bool = True
+    train_layers: int | None = Field(None, ge=0, description="train only the top N encoder layers")
+    balance_alpha: float = Field(0.5, ge=0, le=1, description="P(source bucket) ∝ size ** alpha")
+    max_rows_per_source_train: int | None = Field(None, ge=10)
+    max_rows_val: int | None = Field(4000, ge=10, description="validation rows used for early stopping")
+    quantize: bool = True
+    threads: int | None = Field(None, ge=1)
+    seed: int = 20261123
+
+
 class TrainConfig(_Strict):
-    family: Literal["tfidf"] = "tfidf"
+    family: Literal["tfidf", "transformer"] = "tfidf"
     experiment: str = "comment-triage"
     include_seed: bool = Field(True, description="add the bundled seed set (the only question labels)")
     max_rows_per_source: int | None = Field(None, ge=10, description="cap each source, for quick runs")
@@ -51,6 +79,10 @@ class TrainConfig(_Strict):
     )
     split: SplitConfig = SplitConfig()
     tfidf: TfidfConfig = TfidfConfig()
+    transformer: TransformerConfig = TransformerConfig()
+    ensemble: Literal["auto", "always", "never"] = Field(
+        "auto", description="transformer family: also train TF-IDF and serve the average if it wins on validation"
+    )
 
 
 class ConfigError(Exception):

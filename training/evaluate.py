@@ -151,3 +151,22 @@ def report_table(report: dict[str, dict[str, dict[str, float]]]) -> str:
                 f"{fmt('precision')} | {fmt('recall')} | {fmt('roc_auc')} |"
             )
     return "\n".join(lines)
+
+
+def comparison_table(reports: dict[str, dict[str, dict[str, dict[str, float]]]]) -> str:
+    """Per head and slice, each model's macro-F1 (and F1 of the positive class for binary heads)."""
+    names = list(reports)
+    first = reports[names[0]]
+    lines = [
+        "| head | slice | rows | " + " | ".join(f"{n} macro-F1 | {n} F1" for n in names) + " |",
+        "|---|---|---:|" + "---:|" * (2 * len(names)),
+    ]
+    for head, slices in first.items():
+        for name, m in slices.items():
+            cells = []
+            for model in names:
+                other = reports[model].get(head, {}).get(name, {})
+                cells.append(f"{other['macro_f1']:.3f}" if "macro_f1" in other else "")
+                cells.append(f"{other['f1']:.3f}" if "f1" in other else "")
+            lines.append(f"| {head} | {name} | {int(m['support'])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -8,7 +8,7 @@ import json
 import logging
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from models.store import artifact_location, configure_mlflow
 from models.text import normalize
 from training.config import TrainConfig
 from training.data import LoadedData, load_data, summarize
-from training.evaluate import evaluate, flatten, headline, report_table, tune_thresholds
+from training.evaluate import comparison_table, evaluate, flatten, headline, report_table, tune_thresholds
 from training.registry import FINGERPRINT_TAG
 from training.settings import TrainingSettings
 from training.split import assign_splits, rank_key
@@ -38,6 +38,7 @@ class TrainResult:
     report: dict[str, Any]
     headline: dict[str, float]
     seconds: float
+    reports: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _cap_per_source(frame: pd.DataFrame, cap: int, seed: int) -> pd.DataFrame:
@@ -46,9 +47,12 @@ def _cap_per_source(frame: pd.DataFrame, cap: int, seed: int) -> pd.DataFrame:
     return frame[keep.to_numpy()].reset_index(drop=True)
 
 
-def _requirements() -> list[str]:
+def _requirements(family: str = "tfidf") -> list[str]:
     pins = []
-    for dist in ("mlflow", "scikit-learn", "numpy", "pandas", "pyarrow", "py3langid", "joblib"):
+    dists = ["mlflow", "scikit-learn", "numpy", "pandas", "pyarrow", "py3langid", "joblib"]
+    if family == "transformer":
+        dists += ["onnxruntime", "tokenizers"]
+    for dist in dists:
         try:
             pins.append(f"{dist}=={importlib.metadata.version(dist)}")
         except importlib.metadata.PackageNotFoundError:
@@ -73,7 +77,7 @@ def prepare(loaded: LoadedData, cfg: TrainConfig) -> pd.DataFrame:
     return frame
 
 
-def model_card(meta: dict[str, Any], report: dict[str, Any]) -> str:
+def model_card(meta: dict[str, Any], report: dict[str, Any], reports: dict[str, Any] | None = None) -> str:
     summary = meta["data_summary"]
     return "\n".join(
         [
@@ -95,12 +99,100 @@ def model_card(meta: dict[str, Any], report: dict[str, Any]) -> str:
             "## Held-out test metrics (per head, language and source)",
             report_table(report),
             "",
+            *(
+                ["## Compared on the same held-out rows", comparison_table(reports), ""]
+                if reports and len(reports) > 1
+                else []
+            ),
             "## Known weaknesses",
             "- Labels differ between sources (toxic is hate speech in one corpus, a moderator's removal in "
             "another): read the per-source rows, not only the pooled ones.",
             "- Heads with few labels (question, complaint outside English) rest on the small seed set.",
             "",
         ]
+    )
+
+
+@dataclass
+class Fitted:
+    backend: Any
+    thresholds: dict[str, dict[str, float]]
+    report: dict[str, Any]
+    chosen: str
+    reports: dict[str, dict[str, Any]] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _score(report: dict[str, Any]) -> float:
+    values = list(headline(report).values())
+    return float(np.mean(values)) if values else 0.0
+
+
+def _cap(frame: pd.DataFrame, per_source: int | None, seed: int) -> pd.DataFrame:
+    return _cap_per_source(frame, per_source, seed) if per_source else frame
+
+
+def fit_tfidf_family(train_df: pd.DataFrame, val_df: pd.DataFrame, test_df: pd.DataFrame, cfg: TrainConfig) -> Fitted:
+    backend = fit_tfidf(train_df, cfg.tfidf)
+    thresholds = tune_thresholds(val_df, backend.predict_proba(val_df["norm_text"].tolist()), cfg.min_threshold_support)
+    report = evaluate(test_df, backend.predict_proba(test_df["norm_text"].tolist()), thresholds)
+    return Fitted(backend, thresholds, report, "tfidf", {"tfidf": report})
+
+
+def fit_transformer_family(
+    train_df: pd.DataFrame,
+    val_df: pd.DataFrame,
+    test_df: pd.DataFrame,
+    cfg: TrainConfig,
+    settings: TrainingSettings,
+    work: Path,
+) -> Fitted:
+    """Fine-tune, export to ONNX, and when asked compare with TF-IDF and their average on validation."""
+    from models.backends import EnsembleBackend
+    from training.base_models import resolve_base_model
+    from training.transformer import export_onnx, fit_transformer
+
+    tcfg = cfg.transformer
+    base = resolve_base_model(tcfg.base_model, settings.home)
+    early_val = _cap(
+        val_df, tcfg.max_rows_val // max(1, val_df["source"].nunique()) if tcfg.max_rows_val else None, cfg.split.seed
+    )
+    fit = fit_transformer(_cap(train_df, tcfg.max_rows_per_source_train, cfg.split.seed), early_val, tcfg, base)
+    candidates: dict[str, Any] = {"transformer": export_onnx(fit, tcfg, work / "transformer")}
+    if cfg.ensemble != "never":
+        candidates["tfidf"] = fit_tfidf(train_df, cfg.tfidf)
+    val_texts, test_texts = val_df["norm_text"].tolist(), test_df["norm_text"].tolist()
+    val_p = {name: b.predict_proba(val_texts) for name, b in candidates.items()}
+    test_p = {name: b.predict_proba(test_texts) for name, b in candidates.items()}
+    if "tfidf" in candidates:
+        candidates["ensemble"] = EnsembleBackend(
+            {"transformer": candidates["transformer"], "tfidf": candidates["tfidf"]},
+            {"transformer": 0.5, "tfidf": 0.5},
+        )
+        val_p["ensemble"] = {h: (val_p["transformer"][h] + val_p["tfidf"][h]) / 2 for h in val_p["tfidf"]}
+        test_p["ensemble"] = {h: (test_p["transformer"][h] + test_p["tfidf"][h]) / 2 for h in test_p["tfidf"]}
+    thresholds = {name: tune_thresholds(val_df, val_p[name], cfg.min_threshold_support) for name in candidates}
+    val_scores = {name: _score(evaluate(val_df, val_p[name], thresholds[name])) for name in candidates}
+    chosen = "transformer"
+    if cfg.ensemble == "always" or (cfg.ensemble == "auto" and val_scores.get("ensemble", -1) > val_scores[chosen]):
+        chosen = "ensemble"
+    reports = {name: evaluate(test_df, test_p[name], thresholds[name]) for name in candidates}
+    log.info("validation mean macro-F1: %s; serving %s", val_scores, chosen)
+    return Fitted(
+        candidates[chosen],
+        thresholds[chosen],
+        reports[chosen],
+        chosen,
+        reports,
+        fit.history,
+        {
+            "validation_scores": val_scores,
+            "bucket_share": fit.bucket_share,
+            "steps": fit.steps,
+            "fit_seconds": fit.seconds,
+            "base_model": tcfg.base_model,
+        },
     )
 
 
@@ -126,37 +218,50 @@ def train(
     test_df = frame[frame["split"] == "test"]
     log.info("rows: train %d, validation %d, test %d", len(train_df), len(val_df), len(test_df))
 
-    backend = fit_tfidf(train_df, cfg.tfidf)
-    thresholds = tune_thresholds(val_df, backend.predict_proba(val_df["norm_text"].tolist()), cfg.min_threshold_support)
-    report = evaluate(test_df, backend.predict_proba(test_df["norm_text"].tolist()), thresholds)
-    summary = summarize(frame)
-    summary["splits"] = {str(k): int(v) for k, v in frame["split"].value_counts().items()}
-    summary["skipped_invalid"] = len(loaded.skipped)
-    summary["lang_detected"] = loaded.detected_lang
-    fingerprint = hashlib.sha256("\n".join(sorted(test_df["id"])).encode()).hexdigest()[:16]
-    meta = {
-        "family": cfg.family,
-        "heads": [h for h in HEADS if h in getattr(backend, "heads", {})],
-        "trained_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
-        "thresholds": thresholds,
-        "headline": headline(report),
-        "data_summary": summary,
-        "test_fingerprint": fingerprint,
-    }
-    model = TriageModel(backend, meta)
-    signature, example = signature_and_example()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        if cfg.family == "transformer":
+            fitted = fit_transformer_family(train_df, val_df, test_df, cfg, settings, work)
+        else:
+            fitted = fit_tfidf_family(train_df, val_df, test_df, cfg)
+        report = fitted.report
+        summary = summarize(frame)
+        summary["splits"] = {str(k): int(v) for k, v in frame["split"].value_counts().items()}
+        summary["skipped_invalid"] = len(loaded.skipped)
+        summary["lang_detected"] = loaded.detected_lang
+        fingerprint = hashlib.sha256("\n".join(sorted(test_df["id"])).encode()).hexdigest()[:16]
+        meta = {
+            "family": cfg.family if fitted.chosen != "ensemble" else "ensemble",
+            "heads": [h for h in HEADS if h in report],
+            "trained_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
+            "thresholds": fitted.thresholds,
+            "headline": headline(report),
+            "data_summary": summary,
+            "test_fingerprint": fingerprint,
+            **fitted.extra,
+        }
+        model = TriageModel(fitted.backend, meta)
+        signature, example = signature_and_example()
 
-    with mlflow.start_run(experiment_id=_experiment_id(cfg.experiment, settings.home)) as run:
-        mlflow.set_tag(FINGERPRINT_TAG, fingerprint)
-        mlflow.set_tag("triage.family", cfg.family)
-        mlflow.log_params(_flat_params(cfg.model_dump()))
-        mlflow.log_param("data", ", ".join(str(p) for p in paths)[:500])
-        mlflow.log_metrics({k: v for k, v in flatten(report, "test").items() if np.isfinite(v)})
-        mlflow.log_dict(summary, "data_summary.json")
-        mlflow.log_dict(report, "evaluation.json")
-        mlflow.log_text(model_card(meta, report), "model_card.md")
-        with tempfile.TemporaryDirectory() as tmp:
-            model_dir = model.save(Path(tmp) / "model")
+        with mlflow.start_run(experiment_id=_experiment_id(cfg.experiment, settings.home)) as run:
+            mlflow.set_tag(FINGERPRINT_TAG, fingerprint)
+            mlflow.set_tag("triage.family", meta["family"])
+            mlflow.log_params(_flat_params(cfg.model_dump()))
+            mlflow.log_param("data", ", ".join(str(p) for p in paths)[:500])
+            mlflow.log_metrics({k: v for k, v in flatten(report, "test").items() if np.isfinite(v)})
+            for name, other in fitted.reports.items():
+                if len(fitted.reports) > 1:
+                    mlflow.log_metrics({k: v for k, v in flatten(other, f"test_{name}").items() if np.isfinite(v)})
+            for point in fitted.history:
+                mlflow.log_metrics({k: v for k, v in point.items() if k != "step"}, step=int(point["step"]))
+            mlflow.log_dict(summary, "data_summary.json")
+            mlflow.log_dict(report, "evaluation.json")
+            if len(fitted.reports) > 1:
+                mlflow.log_dict(fitted.reports, "evaluation_by_model.json")
+                mlflow.log_text(comparison_table(fitted.reports), "comparison.md")
+            mlflow.log_text(model_card(meta, report, fitted.reports), "model_card.md")
+            model_dir = model.save(work / "model")
+            (model_dir / "model_card.md").write_text(model_card(meta, report, fitted.reports), encoding="utf-8")
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=CommentTriagePyfunc(),
@@ -164,16 +269,21 @@ def train(
                 code_paths=[models_package_dir()],
                 signature=signature,
                 input_example=example,
-                pip_requirements=_requirements(),
+                pip_requirements=_requirements(cfg.family),
                 registered_model_name=MODEL_NAME if register else None,
             )
-        version = str(info.registered_model_version) if register else None
-        if version:
-            mlflow.MlflowClient().set_model_version_tag(MODEL_NAME, version, FINGERPRINT_TAG, fingerprint)
+            version = str(info.registered_model_version) if register else None
+            if version:
+                mlflow.MlflowClient().set_model_version_tag(MODEL_NAME, version, FINGERPRINT_TAG, fingerprint)
     seconds = time.monotonic() - started
     log.info("trained in %.1fs, run %s, version %s", seconds, run.info.run_id, version)
     return TrainResult(
-        run_id=run.info.run_id, version=version, report=report, headline=meta["headline"], seconds=seconds
+        run_id=run.info.run_id,
+        version=version,
+        report=report,
+        headline=meta["headline"],
+        seconds=seconds,
+        reports=fitted.reports,
     )
 
 

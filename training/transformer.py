@@ -1,0 +1,310 @@
+"""Multi-task fine-tuning of a transformer encoder: one shared encoder, one head per label.
+
+A row's loss counts only the heads it is labelled for; batches are drawn from per-source buckets with
+probabilities proportional to ``size ** alpha`` so the small sets (complaints, the seed questions) are
+not drowned by the large ones. The trained encoder and heads are exported to ONNX (dynamic int8 by
+default) and served by :class:`models.backends.OnnxBackend`; thresholds are tuned on that exported model.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from models.backends import OnnxBackend, Probabilities
+from models.schema import BINARY_HEADS, SENTIMENT_LABELS
+from training.config import TransformerConfig
+from training.evaluate import evaluate, headline
+
+log = logging.getLogger(__name__)
+
+
+class MultiTaskModel(nn.Module):
+    """Shared encoder, mean pooling, a 3-way sentiment head and one logit per binary head."""
+
+    def __init__(self, encoder: nn.Module, hidden: int, dropout: float = 0.1):
+        super().__init__()
+        self.encoder = encoder
+        self.dropout = nn.Dropout(dropout)
+        self.sentiment = nn.Linear(hidden, len(SENTIMENT_LABELS))
+        self.binary = nn.Linear(hidden, len(BINARY_HEADS))
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        pooled = self.dropout(pooled)
+        return self.sentiment(pooled), self.binary(pooled)
+
+
+class ProbabilityModel(nn.Module):
+    """What is exported: probabilities, not logits."""
+
+    def __init__(self, model: MultiTaskModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        sentiment, binary = self.model(input_ids, attention_mask)
+        return torch.softmax(sentiment, dim=-1), torch.sigmoid(binary)
+
+
+def label_tensors(frame: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sentiment class ids (-100 = not labelled) and binary labels (NaN = not labelled)."""
+    sentiment = torch.tensor(
+        [SENTIMENT_LABELS.index(s) if isinstance(s, str) else -100 for s in frame["sentiment"]], dtype=torch.long
+    )
+    binary = torch.tensor(
+        np.stack(
+            [frame[h].astype("Float64").to_numpy(dtype=np.float32, na_value=np.nan) for h in BINARY_HEADS], axis=1
+        ),
+        dtype=torch.float32,
+    )
+    return sentiment, binary
+
+
+def masked_loss(
+    sentiment_logits: torch.Tensor,
+    binary_logits: torch.Tensor,
+    sentiment: torch.Tensor,
+    binary: torch.Tensor,
+    weights: dict[str, float] | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Sum over heads of each head's mean loss over the rows labelled for it; unlabelled rows add nothing."""
+    weights = weights or {}
+    total = sentiment_logits.new_zeros(())
+    parts: dict[str, float] = {}
+    if (sentiment != -100).any():
+        loss = nn.functional.cross_entropy(sentiment_logits, sentiment, ignore_index=-100)
+        total = total + weights.get("sentiment", 1.0) * loss
+        parts["sentiment"] = float(loss)
+    labelled = ~torch.isnan(binary)
+    for j, head in enumerate(BINARY_HEADS):
+        mask = labelled[:, j]
+        if mask.any():
+            loss = nn.functional.binary_cross_entropy_with_logits(binary_logits[mask, j], binary[mask, j])
+            total = total + weights.get(head, 1.0) * loss
+            parts[head] = float(loss)
+    return total, parts
+
+
+class BalancedSampler:
+    """Batches drawn from buckets (here: sources) with P(bucket) ∝ size ** alpha, rows without replacement
+    inside a bucket until it is exhausted, then reshuffled. Deterministic for a seed."""
+
+    def __init__(self, buckets: list[str], batch_size: int, alpha: float, seed: int):
+        self.batch_size = batch_size
+        self.rng = np.random.default_rng(seed)
+        names = sorted(set(buckets))
+        index = {name: i for i, name in enumerate(names)}
+        members: list[list[int]] = [[] for _ in names]
+        for row, name in enumerate(buckets):
+            members[index[name]].append(row)
+        self.names = names
+        self.members = [np.asarray(m) for m in members]
+        sizes = np.array([len(m) for m in members], dtype=np.float64)
+        self.probs = sizes**alpha / (sizes**alpha).sum()
+        self._order = [self.rng.permutation(m) for m in self.members]
+        self._pos = [0] * len(names)
+
+    def share(self) -> dict[str, float]:
+        return {name: float(p) for name, p in zip(self.names, self.probs, strict=True)}
+
+    def _take(self, b: int) -> int:
+        if self._pos[b] >= len(self._order[b]):
+            self._order[b] = self.rng.permutation(self.members[b])
+            self._pos[b] = 0
+        row = int(self._order[b][self._pos[b]])
+        self._pos[b] += 1
+        return row
+
+    def batch(self) -> list[int]:
+        return [self._take(int(b)) for b in self.rng.choice(len(self.names), size=self.batch_size, p=self.probs)]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def _pad(batch_ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(ids) for ids in batch_ids)
+    input_ids = torch.full((len(batch_ids), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(batch_ids), width), dtype=torch.long)
+    for i, ids in enumerate(batch_ids):
+        input_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        attention[i, : len(ids)] = 1
+    return input_ids, attention
+
+
+def encode(tokenizer: Any, texts: list[str], cfg: TransformerConfig) -> list[list[int]]:
+    prefixed = [cfg.text_prefix + t for t in texts]
+    return tokenizer(prefixed, truncation=True, max_length=cfg.max_length, add_special_tokens=True)["input_ids"]
+
+
+@torch.no_grad()
+def torch_proba(model: MultiTaskModel, ids: list[list[int]], pad_id: int, batch_size: int = 64) -> Probabilities:
+    model.eval()
+    order = np.argsort([len(x) for x in ids], kind="stable")
+    sent = np.zeros((len(ids), len(SENTIMENT_LABELS)))
+    binary = np.zeros((len(ids), len(BINARY_HEADS)))
+    for start in range(0, len(ids), batch_size):
+        rows = order[start : start + batch_size]
+        input_ids, attention = _pad([ids[i] for i in rows], pad_id)
+        s, b = model(input_ids, attention)
+        sent[rows] = torch.softmax(s, -1).numpy()
+        binary[rows] = torch.sigmoid(b).numpy()
+    return {"sentiment": sent, **{h: binary[:, j] for j, h in enumerate(BINARY_HEADS)}}
+
+
+@dataclass
+class FitResult:
+    model: MultiTaskModel
+    tokenizer: Any
+    steps: int
+    seconds: float
+    best_score: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    bucket_share: dict[str, float] = field(default_factory=dict)
+
+
+def _freeze(model: MultiTaskModel, cfg: TransformerConfig) -> None:
+    encoder = model.encoder
+    embeddings = getattr(encoder, "embeddings", None)
+    if cfg.freeze_embeddings and embeddings is not None:
+        embeddings.word_embeddings.weight.requires_grad_(False)
+    layers = getattr(getattr(encoder, "encoder", None), "layer", None)
+    if cfg.train_layers is not None and layers is not None:
+        for layer in list(layers)[: max(0, len(layers) - cfg.train_layers)]:
+            for p in layer.parameters():
+                p.requires_grad_(False)
+        if embeddings is not None and cfg.train_layers < len(layers):
+            for p in embeddings.parameters():
+                p.requires_grad_(False)
+
+
+def fit_transformer(train: pd.DataFrame, val: pd.DataFrame, cfg: TransformerConfig, base_model: str) -> FitResult:
+    """Fine-tune on ``train`` with early stopping on ``val`` (mean macro-F1 over heads)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    seed_everything(cfg.seed)
+    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    encoder = AutoModel.from_pretrained(base_model, add_pooling_layer=False)
+    model = MultiTaskModel(encoder, encoder.config.hidden_size, cfg.dropout)
+    _freeze(model, cfg)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    train_ids = encode(tokenizer, train["norm_text"].tolist(), cfg)
+    sent_y, bin_y = label_tensors(train)
+    val_ids = encode(tokenizer, val["norm_text"].tolist(), cfg)
+    sampler = BalancedSampler(train["source"].astype(str).tolist(), cfg.batch_size, cfg.balance_alpha, cfg.seed)
+
+    head_params = list(model.sentiment.parameters()) + list(model.binary.parameters())
+    encoder_params = [p for p in model.encoder.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        [{"params": encoder_params, "lr": cfg.learning_rate}, {"params": head_params, "lr": cfg.head_learning_rate}],
+        weight_decay=cfg.weight_decay,
+    )
+    steps_per_epoch = max(1, math.ceil(len(train) / cfg.batch_size))
+    total = cfg.max_steps or steps_per_epoch * cfg.epochs
+    warmup = int(total * cfg.warmup_ratio)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
+    )
+    started = time.monotonic()
+    best_score, best_state, bad_evals = -1.0, None, 0
+    history: list[dict[str, float]] = []
+    step = 0
+    for step in range(1, total + 1):
+        model.train()
+        rows = sampler.batch()
+        input_ids, attention = _pad([train_ids[i] for i in rows], pad_id)
+        sentiment_logits, binary_logits = model(input_ids, attention)
+        loss, _ = masked_loss(sentiment_logits, binary_logits, sent_y[rows], bin_y[rows])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+        optimizer.step()
+        scheduler.step()
+        out_of_time = cfg.time_budget_minutes and time.monotonic() - started > cfg.time_budget_minutes * 60
+        if step % cfg.eval_every == 0 or step == total or out_of_time:
+            report = evaluate(val, torch_proba(model, val_ids, pad_id), {})
+            scores = headline(report)
+            score = float(np.mean(list(scores.values()))) if scores else 0.0
+            history.append(
+                {
+                    "step": step,
+                    "loss": float(loss),
+                    "val_score": score,
+                    "seconds": time.monotonic() - started,
+                    **{f"val_{k}": v for k, v in scores.items()},
+                }
+            )
+            log.info(
+                "step %d/%d loss %.4f val %.4f (%.0fs)", step, total, float(loss), score, time.monotonic() - started
+            )
+            if score > best_score + 1e-4:
+                best_score, bad_evals = score, 0
+                best_state = copy.deepcopy({k: v for k, v in model.state_dict().items()})
+            else:
+                bad_evals += 1
+                if bad_evals >= cfg.patience:
+                    log.info("early stop at step %d", step)
+                    break
+        if out_of_time:
+            log.info("time budget reached at step %d", step)
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return FitResult(model, tokenizer, step, time.monotonic() - started, best_score, history, sampler.share())
+
+
+def export_onnx(result: FitResult, cfg: TransformerConfig, directory: Path) -> OnnxBackend:
+    """Export encoder + heads (probabilities out) to ONNX, quantize to dynamic int8 when asked."""
+    directory.mkdir(parents=True, exist_ok=True)
+    wrapper = ProbabilityModel(result.model).eval()
+    sample = result.tokenizer(["query: export sample"], return_tensors="pt")
+    fp32 = directory / "encoder.fp32.onnx"
+    torch.onnx.export(
+        wrapper,
+        (sample["input_ids"], sample["attention_mask"]),
+        str(fp32),
+        input_names=["input_ids", "attention_mask"],
+        output_names=["sentiment", "binary"],
+        dynamic_axes={
+            "input_ids": {0: "batch", 1: "seq"},
+            "attention_mask": {0: "batch", 1: "seq"},
+            "sentiment": {0: "batch"},
+            "binary": {0: "batch"},
+        },
+        opset_version=17,
+        dynamo=False,
+    )
+    target = directory / OnnxBackend.MODEL
+    if cfg.quantize:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(str(fp32), str(target), weight_type=QuantType.QInt8)
+        fp32.unlink()
+    else:
+        fp32.replace(target)
+    result.tokenizer.backend_tokenizer.save(str(directory / OnnxBackend.TOKENIZER))
+    pad_id = result.tokenizer.pad_token_id if result.tokenizer.pad_token_id is not None else 0
+    OnnxBackend.write_config(directory, max_length=cfg.max_length, text_prefix=cfg.text_prefix, pad_id=pad_id)
+    return OnnxBackend.load(directory)
