@@ -58,6 +58,11 @@ class TriageModel:
         return directory
 
     def predict(self, texts: list[str], langs: list[str | None] | None = None) -> pd.DataFrame:
+        """The output contract as a frame (what the pyfunc returns)."""
+        return pd.DataFrame(self.predict_columns(texts, langs), columns=list(OUTPUT_COLUMNS))
+
+    def predict_columns(self, texts: list[str], langs: list[str | None] | None = None) -> dict[str, Any]:
+        """The same as columns of plain lists/arrays: no DataFrame on the serving hot path."""
         texts = ["" if t is None else str(t) for t in texts]
         given = langs if langs is not None else [None] * len(texts)
         detector = default_detector()
@@ -76,7 +81,7 @@ class TriageModel:
             frame[f"p_sentiment_{label}"] = sentiment[:, j]
         for head in BINARY_HEADS:
             frame[f"p_{head}"] = proba[head]
-        return pd.DataFrame(frame, columns=list(OUTPUT_COLUMNS))
+        return frame
 
 
 with warnings.catch_warnings():

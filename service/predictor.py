@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from models.pyfunc import TriageModel
-from models.schema import BINARY_HEADS, SENTIMENT_LABELS
+from models.schema import SENTIMENT_LABELS
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +46,21 @@ class ModelPredictor:
         self.registry = registry or {}
 
     def predict(self, texts: list[str], langs: list[str | None]) -> list[Prediction]:
-        frame = self.model.predict(texts, langs)
-        rows = frame.to_dict(orient="records")
+        cols = self.model.predict_columns(texts, langs)
+        p_sent = [cols[f"p_sentiment_{label}"] for label in SENTIMENT_LABELS]
         return [
             Prediction(
-                language=str(r["language"]),
-                sentiment=str(r["sentiment"]),
-                toxic=bool(r["toxic"]),
-                complaint=bool(r["complaint"]),
-                question=bool(r["question"]),
-                p_sentiment={label: float(r[f"p_sentiment_{label}"]) for label in SENTIMENT_LABELS},
-                **{f"p_{head}": float(r[f"p_{head}"]) for head in BINARY_HEADS},
+                language=str(cols["language"][i]),
+                sentiment=str(cols["sentiment"][i]),
+                toxic=bool(cols["toxic"][i]),
+                complaint=bool(cols["complaint"][i]),
+                question=bool(cols["question"][i]),
+                p_sentiment={label: float(p[i]) for label, p in zip(SENTIMENT_LABELS, p_sent, strict=True)},
+                p_toxic=float(cols["p_toxic"][i]),
+                p_complaint=float(cols["p_complaint"][i]),
+                p_question=float(cols["p_question"][i]),
             )
-            for r in rows
+            for i in range(len(texts))
         ]
 
     def describe(self) -> dict[str, Any]:

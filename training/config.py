@@ -66,6 +66,7 @@ class TransformerConfig(_Strict):
     max_rows_val: int | None = Field(4000, ge=10, description="validation rows used for early stopping")
     quantize: bool = True
     threads: int | None = Field(None, ge=1)
+    device: str | None = Field(None, description="cpu, cuda, cuda:1 ... (default: cuda when available)")
     seed: int = 20261123
 
 

