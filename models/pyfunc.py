@@ -11,9 +11,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 from models.backends import Backend, load_backend
 from models.lang import default_detector
@@ -88,7 +88,7 @@ with warnings.catch_warnings():
     # MLflow nudges towards type-hinted predict(); the signature is given explicitly at logging instead.
     warnings.simplefilter("ignore", UserWarning)
 
-    class CommentTriagePyfunc(mlflow.pyfunc.PythonModel):
+    class CommentTriagePyfunc(PythonModel):
         """MLflow wrapper: input frame with ``text`` (and optional ``lang``), output :data:`OUTPUT_COLUMNS`."""
 
         def load_context(self, context):  # type: ignore[no-untyped-def]
@@ -107,12 +107,11 @@ def signature_and_example() -> tuple[Any, pd.DataFrame]:
     from mlflow.types import ColSpec, Schema
 
     inputs = Schema([ColSpec("string", "text"), ColSpec("string", "lang", required=False)])
-    outputs = Schema(
-        [ColSpec("string", "language"), ColSpec("string", "sentiment")]
-        + [ColSpec("boolean", head) for head in BINARY_HEADS]
-        + [ColSpec("double", f"p_sentiment_{label}") for label in SENTIMENT_LABELS]
-        + [ColSpec("double", f"p_{head}") for head in BINARY_HEADS]
-    )
+    columns: list[Any] = [ColSpec("string", "language"), ColSpec("string", "sentiment")]
+    columns += [ColSpec("boolean", head) for head in BINARY_HEADS]
+    columns += [ColSpec("double", f"p_sentiment_{label}") for label in SENTIMENT_LABELS]
+    columns += [ColSpec("double", f"p_{head}") for head in BINARY_HEADS]
+    outputs = Schema(columns)
     example = pd.DataFrame(
         {
             "text": ["Gdzie jest moja paczka? Czekam już dwa tygodnie!", "Love the new colours 😍"],

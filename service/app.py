@@ -85,7 +85,11 @@ def create_app(
 
     async def load() -> None:
         try:
-            loaded = scorer or await asyncio.to_thread(_load_scorer, settings, policy, crisis)  # type: ignore[arg-type]
+            if scorer is not None:
+                loaded = scorer
+            else:
+                assert policy is not None
+                loaded = await asyncio.to_thread(_load_scorer, settings, policy, crisis)
             seconds = await asyncio.to_thread(loaded.warm_up)
             app.state.scorer = loaded
             log.info("ready: model %s, policy %s (warm-up %.2fs)", loaded.model_version, loaded.policy.version, seconds)

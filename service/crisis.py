@@ -201,7 +201,7 @@ class RedisState:
         return json.loads(raw) if raw else None
 
     def alerts(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        scopes = sorted(self.redis.smembers(self._k("active-scopes")))
+        scopes = sorted(str(s) for s in self.redis.smembers(self._k("active-scopes")))  # type: ignore[union-attr]
         active = [a for a in (self.active(s) for s in scopes) if a]
         ended = [json.loads(x) for x in self.redis.lrange(self._k("ended"), 0, -1)]
         return active, ended

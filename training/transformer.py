@@ -88,14 +88,14 @@ def masked_loss(
     if (sentiment != -100).any():
         loss = nn.functional.cross_entropy(sentiment_logits, sentiment, ignore_index=-100)
         total = total + weights.get("sentiment", 1.0) * loss
-        parts["sentiment"] = float(loss)
+        parts["sentiment"] = float(loss.detach())
     labelled = ~torch.isnan(binary)
     for j, head in enumerate(BINARY_HEADS):
         mask = labelled[:, j]
         if mask.any():
             loss = nn.functional.binary_cross_entropy_with_logits(binary_logits[mask, j], binary[mask, j])
             total = total + weights.get(head, 1.0) * loss
-            parts[head] = float(loss)
+            parts[head] = float(loss.detach())
     return total, parts
 
 
