@@ -122,6 +122,13 @@ def main() -> None:
                 f"| {batch} comment(s) | {concurrency} | {r['req_s']:.0f} | {r['comments_s']:.0f} | "
                 f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['comments_s'] / baseline:.2f}x |"
             )
+        status = Path(f"/proc/{server.pid}/status").read_text()
+        mem = {
+            k: int(v.split()[0]) / 1024
+            for k, v in (line.split(":", 1) for line in status.splitlines())
+            if k in ("VmRSS", "VmHWM")
+        }
+        print(f"server process: resident {mem['VmRSS']:.0f} MiB, peak {mem['VmHWM']:.0f} MiB")
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -42,13 +42,14 @@ def rate(fn, texts: list[str], batch: int, repeats: int = 2) -> float:
 
 
 RSS_PROBE = """
-import json, resource, sys, time
+import json, sys
 from models.backends import OnnxBackend
 texts = json.loads(sys.stdin.read())
 backend = OnnxBackend.load(__import__('pathlib').Path(sys.argv[1]))
 for i in range(0, len(texts), 32):
     backend.predict_proba(texts[i:i + 32])
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+# VmHWM: this process's own peak (ru_maxrss would carry the parent's peak across fork and exec)
+print(next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')) / 1024)
 """
 
 
