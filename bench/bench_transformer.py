@@ -58,19 +58,22 @@ def main() -> None:
 
     from training.base_models import resolve_base_model
     from training.config import TransformerConfig
-    from training.transformer import FitResult, MultiTaskModel, encode, export_onnx, torch_proba
+    from training.transformer import FitResult, MultiTaskModel, encode, export_onnx, torch_proba, truncate_layers
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--base", default="offline:multilingual-e5-small")
     parser.add_argument("--home", default=".triage")
     parser.add_argument("--comments", type=int, default=1024)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--layers", type=int, default=None, help="keep the bottom N encoder layers")
     args = parser.parse_args()
 
     path = resolve_base_model(args.base, Path(args.home))
     tokenizer = AutoTokenizer.from_pretrained(path)
     torch.manual_seed(0)
-    model = MultiTaskModel(AutoModel.from_pretrained(path, add_pooling_layer=False), 384).eval()
+    encoder = AutoModel.from_pretrained(path, add_pooling_layer=False)
+    truncate_layers(encoder, args.layers)
+    model = MultiTaskModel(encoder, 384).eval()
     cfg = TransformerConfig(base_model=path, max_length=64)
     texts = typical_comments(args.comments)
     lengths = [len(ids) for ids in encode(tokenizer, texts, cfg)]

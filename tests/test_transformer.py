@@ -210,3 +210,13 @@ def test_transformer_family_through_mlflow(tmp_path, tiny_base, monkeypatch):
     assert np.allclose(out[["p_sentiment_negative", "p_sentiment_neutral", "p_sentiment_positive"]].sum(axis=1), 1)
     run = mlflow.MlflowClient().get_run(result.run_id)
     assert "test_tfidf/toxic/all/macro_f1" in run.data.metrics and "val_score" in run.data.metrics
+
+
+def test_truncated_encoder_trains_and_exports(tiny_base, seed_rows, tmp_path):
+    frame = seed_frame(seed_rows)
+    cfg = tiny_cfg(num_layers=1, max_steps=10, eval_every=10)
+    result = fit_transformer(frame.iloc[:600], frame.iloc[600:], cfg, tiny_base)
+    assert len(result.model.encoder.encoder.layer) == 1 and result.model.encoder.config.num_hidden_layers == 1
+    backend = export_onnx(result, cfg, tmp_path / "onnx")
+    out = backend.predict_proba(["Gdzie jest moja paczka?"])
+    assert out["sentiment"].shape == (1, 3) and np.isclose(out["sentiment"].sum(), 1, atol=1e-5)

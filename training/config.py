@@ -61,6 +61,9 @@ class TransformerConfig(_Strict):
     dropout: float = Field(0.1, ge=0, lt=1)
     freeze_embeddings: bool = True
     train_layers: int | None = Field(None, ge=0, description="train only the top N encoder layers")
+    num_layers: int | None = Field(
+        None, ge=1, description="keep only the bottom N encoder layers (a smaller, faster model to fine-tune and serve)"
+    )
     balance_alpha: float = Field(0.5, ge=0, le=1, description="P(source bucket) ∝ size ** alpha")
     max_rows_per_source_train: int | None = Field(None, ge=10)
     max_rows_val: int | None = Field(4000, ge=10, description="validation rows used for early stopping")

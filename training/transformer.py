@@ -182,6 +182,15 @@ class FitResult:
     bucket_share: dict[str, float] = field(default_factory=dict)
 
 
+def truncate_layers(encoder: nn.Module, keep: int | None) -> None:
+    """Keep the bottom ``keep`` transformer layers: half the layers, about twice the speed."""
+    layers = getattr(getattr(encoder, "encoder", None), "layer", None)
+    if keep is None or layers is None or keep >= len(layers):
+        return
+    encoder.encoder.layer = nn.ModuleList(list(layers)[:keep])  # type: ignore[union-attr]
+    encoder.config.num_hidden_layers = keep  # type: ignore[union-attr]
+
+
 def _freeze(model: MultiTaskModel, cfg: TransformerConfig) -> None:
     encoder = model.encoder
     embeddings = getattr(encoder, "embeddings", None)
@@ -205,6 +214,7 @@ def fit_transformer(train: pd.DataFrame, val: pd.DataFrame, cfg: TransformerConf
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     encoder = AutoModel.from_pretrained(base_model, add_pooling_layer=False)
+    truncate_layers(encoder, cfg.num_layers)
     model = MultiTaskModel(encoder, encoder.config.hidden_size, cfg.dropout)
     _freeze(model, cfg)
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
