@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import joblib
 import numpy as np
+from scipy.special import expit, softmax
 
 from models.schema import BINARY_HEADS, HEADS, SENTIMENT_LABELS
 
@@ -43,6 +44,32 @@ def class_probabilities(estimator: Any, features: Any, head: str) -> np.ndarray:
     return proba[:, classes.index("1")].astype(np.float64)
 
 
+class FastLinear:
+    """A fitted linear classifier (LogisticRegression or log-loss SGDClassifier) as one C-contiguous
+    weight matrix, with the same probabilities as its ``predict_proba``.
+
+    scikit-learn multiplies by ``coef_.T`` and, for a sparse input, copies that transposed 1.5M-row
+    matrix on every call: ~3 ms per head per call, most of a one-comment request's time.
+    """
+
+    def __init__(self, estimator: Any):
+        self.classes_ = estimator.classes_
+        self.weights = np.ascontiguousarray(np.asarray(estimator.coef_, dtype=np.float64).T)
+        self.intercept = np.asarray(estimator.intercept_, dtype=np.float64)
+        # LogisticRegression's multi-class model is multinomial (softmax); SGD's is one-vs-rest.
+        self.multinomial = type(estimator).__name__ == "LogisticRegression" and len(self.classes_) > 2
+
+    def predict_proba(self, features: Any) -> np.ndarray:
+        scores = np.asarray(features @ self.weights) + self.intercept
+        if len(self.classes_) == 2:
+            positive = expit(scores[:, 0])
+            return np.column_stack([1.0 - positive, positive])
+        if self.multinomial:
+            return softmax(scores, axis=1)
+        proba = expit(scores)
+        return proba / proba.sum(axis=1, keepdims=True)
+
+
 class TfidfBackend:
     """One shared TF-IDF featuriser and one linear classifier per head."""
 
@@ -55,6 +82,7 @@ class TfidfBackend:
             raise ValueError(f"unknown heads: {sorted(unknown)}")
         self.featurizer = featurizer
         self.heads = heads
+        self._fast = {h: FastLinear(e) if hasattr(e, "coef_") else e for h, e in heads.items()}
 
     def predict_proba(self, texts: list[str]) -> Probabilities:
         n = len(texts)
@@ -65,7 +93,7 @@ class TfidfBackend:
         if n == 0:
             return out
         features = self.featurizer.transform(texts)
-        for head, estimator in self.heads.items():
+        for head, estimator in self._fast.items():
             out[head] = class_probabilities(estimator, features, head)
         return out
 

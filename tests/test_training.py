@@ -121,3 +121,23 @@ def test_config_errors_name_the_field(tmp_path, text, fragment):
     with pytest.raises(ConfigError) as info:
         load_config(bad)
     assert str(info.value).startswith(str(bad)) and fragment in str(info.value)
+
+
+def test_fast_linear_matches_sklearn_probabilities():
+    import scipy.sparse as sp
+    from sklearn.linear_model import LogisticRegression, SGDClassifier
+
+    from models.backends import FastLinear
+
+    rng = np.random.default_rng(0)
+    X = sp.random(300, 50, density=0.2, format="csr", random_state=1, dtype=np.float32)
+    y3 = rng.choice(["negative", "neutral", "positive"], 300)
+    y2 = rng.choice(["0", "1"], 300)
+    for est, y in [
+        (LogisticRegression(max_iter=500), y3),
+        (LogisticRegression(solver="liblinear"), y2),
+        (SGDClassifier(loss="log_loss", random_state=0), y3),
+        (SGDClassifier(loss="log_loss", random_state=0), y2),
+    ]:
+        est.fit(X, y)
+        assert np.allclose(FastLinear(est).predict_proba(X), est.predict_proba(X), atol=1e-9), est
