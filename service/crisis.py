@@ -92,7 +92,7 @@ class CrisisState(Protocol):
 
     def add(self, scope: str, minute: int, retain_minutes: int) -> None: ...
 
-    def count(self, scope: str, first: int, last: int) -> int: ...
+    def buckets(self, scope: str) -> dict[int, int]: ...
 
     def start(self, scope: str, alert: dict[str, Any]) -> bool: ...
 
@@ -120,10 +120,9 @@ class MemoryState:
                 for old in [m for m in buckets if m < minute - retain_minutes]:
                     del buckets[old]
 
-    def count(self, scope: str, first: int, last: int) -> int:
+    def buckets(self, scope: str) -> dict[int, int]:
         with self._lock:
-            buckets = self._counts.get(scope, {})
-            return sum(n for m, n in buckets.items() if first <= m <= last)
+            return dict(self._counts.get(scope, {}))
 
     def start(self, scope: str, alert: dict[str, Any]) -> bool:
         with self._lock:
@@ -173,9 +172,9 @@ class RedisState:
         pipe.expire(key, (retain_minutes + 1) * 60)
         pipe.execute()
 
-    def count(self, scope: str, first: int, last: int) -> int:
+    def buckets(self, scope: str) -> dict[int, int]:
         values = self.redis.hgetall(self._k("counts", scope))
-        return sum(int(n) for m, n in values.items() if first <= int(m) <= last)
+        return {int(m): int(n) for m, n in values.items()}  # type: ignore[union-attr]
 
     def start(self, scope: str, alert: dict[str, Any]) -> bool:
         started = self.redis.set(self._k("active", scope), json.dumps(alert), nx=True)
@@ -250,10 +249,12 @@ class CrisisDetector:
     def evaluate(self, scope: str, now: datetime) -> dict[str, Any] | None:
         cfg = self.config
         minute = _minute(now)
-        window = self.state.count(scope, minute - cfg.window_minutes + 1, minute)
-        history = self.state.count(
-            scope, minute - cfg.window_minutes - cfg.baseline_minutes + 1, minute - cfg.window_minutes
-        )
+        # One read of the scope's per-minute counts serves both the window and its baseline.
+        buckets = self.state.buckets(scope)
+        window_start = minute - cfg.window_minutes + 1
+        baseline_start = window_start - cfg.baseline_minutes
+        window = sum(n for m, n in buckets.items() if window_start <= m <= minute)
+        history = sum(n for m, n in buckets.items() if baseline_start <= m < window_start)
         expected = max(cfg.baseline_floor, history * cfg.window_minutes / cfg.baseline_minutes)
         active = self.state.active(scope)
         description = (

@@ -337,7 +337,8 @@ def decide(
 
     # A real complaint may carry a link and name a messenger: it needs one signal more to count as spam
     # (a "funds recovery" scam posing as a complaint still has plenty).
-    spam = spam_hits(comment.text, policy) >= policy.spam.min_hits + (1 if pred.complaint else 0)
+    spam_signals = spam_hits(comment.text, policy)
+    spam = spam_signals >= policy.spam.min_hits + (1 if pred.complaint else 0)
     is_question = pred.question or bool(questions)
     strong_negative = pred.p_sentiment["negative"] >= s.strong_negative
     positive = pred.sentiment == "positive" and pred.p_sentiment["positive"] >= s.positive
@@ -397,7 +398,7 @@ def decide(
     if pred.toxic:
         reasons.append(f"toxic content ({pred.p_toxic:.2f}) in {where}: hide it and review, do not answer")
     if spam:
-        reasons.append(f"looks like spam ({spam_hits(comment.text, policy)} spam signals): hide it and review")
+        reasons.append(f"looks like spam ({spam_signals} spam signals): hide it and review")
     if pred.complaint:
         if public:
             reasons.append(

@@ -259,9 +259,10 @@ def train(
             if len(fitted.reports) > 1:
                 mlflow.log_dict(fitted.reports, "evaluation_by_model.json")
                 mlflow.log_text(comparison_table(fitted.reports), "comparison.md")
-            mlflow.log_text(model_card(meta, report, fitted.reports), "model_card.md")
+            card = model_card(meta, report, fitted.reports)
+            mlflow.log_text(card, "model_card.md")
             model_dir = model.save(work / "model")
-            (model_dir / "model_card.md").write_text(model_card(meta, report, fitted.reports), encoding="utf-8")
+            (model_dir / "model_card.md").write_text(card, encoding="utf-8")
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=CommentTriagePyfunc(),
