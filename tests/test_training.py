@@ -141,3 +141,41 @@ def test_fast_linear_matches_sklearn_probabilities():
     ]:
         est.fit(X, y)
         assert np.allclose(FastLinear(est).predict_proba(X), est.predict_proba(X), atol=1e-9), est
+
+
+def _conflicting_sources() -> pd.DataFrame:
+    """Two sources that label the same texts oppositely: whichever weighs more decides the prediction."""
+    rows = []
+    for i in range(40):
+        for source, label in (("strict", 1), ("lenient", 0)):
+            rows.append({"text": f"ty glupi kliencie numer {i}", "source": source, "toxic": label})
+        rows.append({"text": f"dziękuję za pomoc {i}", "source": "strict", "toxic": 0})
+        rows.append({"text": f"bardzo miła obsługa {i}", "source": "lenient", "toxic": 0})
+    frame = pd.DataFrame(rows)
+    frame["norm_text"] = frame["text"]
+    frame["lang"] = "pl"
+    for head in ("sentiment", "complaint", "question"):
+        frame[head] = None
+    return frame
+
+
+def test_source_weights_scale_a_sources_say_in_tfidf_and_zero_leaves_it_out():
+    from training.config import TfidfConfig
+    from training.tfidf import fit_tfidf
+
+    frame = _conflicting_sources()
+    cfg = TfidfConfig(char_features=2**12, word_features=2**12)
+    probe = ["ty glupi kliencie numer 7"]
+    unweighted = fit_tfidf(frame, cfg).predict_proba(probe)["toxic"][0]
+    strict_heavier = fit_tfidf(frame, cfg, {"strict": 4.0}).predict_proba(probe)["toxic"][0]
+    strict_only = fit_tfidf(frame, cfg, {"lenient": 0}).predict_proba(probe)["toxic"][0]
+    assert strict_heavier > unweighted + 0.1
+    assert strict_only > 0.8 > unweighted
+
+
+def test_source_weights_are_validated(tmp_path):
+    bad = tmp_path / "c.yaml"
+    bad.write_text("source_weights:\n  poleval2019_cbd: -1\n")
+    with pytest.raises(ConfigError, match="source_weights.poleval2019_cbd must be >= 0"):
+        load_config(bad)
+    assert TrainConfig.model_validate({"source_weights": {"a": 0, "b": 3}}).source_weights == {"a": 0, "b": 3}

@@ -220,3 +220,13 @@ def test_truncated_encoder_trains_and_exports(tiny_base, seed_rows, tmp_path):
     backend = export_onnx(result, cfg, tmp_path / "onnx")
     out = backend.predict_proba(["Gdzie jest moja paczka?"])
     assert out["sentiment"].shape == (1, 3) and np.isclose(out["sentiment"].sum(), 1, atol=1e-5)
+
+
+def test_balanced_sampler_weights_scale_a_bucket_and_zero_never_draws_it():
+    buckets = ["a"] * 400 + ["b"] * 400 + ["c"] * 400
+    sampler = BalancedSampler(buckets, batch_size=60, alpha=0.5, seed=2, weights={"a": 2.0, "c": 0})
+    assert sampler.share() == pytest.approx({"a": 2 / 3, "b": 1 / 3, "c": 0.0})
+    draws = Counter(buckets[i] for _ in range(100) for i in sampler.batch())
+    assert draws["c"] == 0 and 1.7 < draws["a"] / draws["b"] < 2.3
+    with pytest.raises(ValueError, match="weight 0"):
+        BalancedSampler(buckets, 10, 0.5, 1, weights={"a": 0, "b": 0, "c": 0})

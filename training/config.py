@@ -81,12 +81,24 @@ class TrainConfig(_Strict):
     min_threshold_support: int = Field(
         25, ge=1, description="positives and negatives needed per language to tune a language's own threshold"
     )
+    source_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="per source: a weight on its training rows (TF-IDF sample weight, transformer sampling "
+        "share); 0 leaves the source out of training but keeps it in validation and test; unnamed sources: 1",
+    )
     split: SplitConfig = SplitConfig()
     tfidf: TfidfConfig = TfidfConfig()
     transformer: TransformerConfig = TransformerConfig()
     ensemble: Literal["auto", "always", "never"] = Field(
         "auto", description="transformer family: also train TF-IDF and serve the average if it wins on validation"
     )
+
+    @model_validator(mode="after")
+    def _weights(self) -> TrainConfig:
+        for source, weight in self.source_weights.items():
+            if not weight >= 0:
+                raise ValueError(f"source_weights.{source} must be >= 0 (got {weight})")
+        return self
 
 
 class ConfigError(Exception):

@@ -7,7 +7,9 @@ skops on a 400k-term vocabulary did not finish in 20 minutes).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 from sklearn.linear_model import LogisticRegression, SGDClassifier
@@ -65,8 +67,17 @@ def make_classifier(cfg: TfidfConfig, rows: int, classes: int) -> LogisticRegres
     )
 
 
-def fit_tfidf(train: pd.DataFrame, cfg: TfidfConfig) -> TfidfBackend:
-    """Fit the featuriser on all training texts, then each head on the rows that carry its label."""
+def fit_tfidf(train: pd.DataFrame, cfg: TfidfConfig, source_weights: Mapping[str, float] | None = None) -> TfidfBackend:
+    """Fit the featuriser on all training texts, then each head on the rows that carry its label.
+
+    ``source_weights`` scale the sample weight of a source's rows (0 drops them from the fit).
+    """
+    if source_weights:
+        weights = train["source"].map(lambda s: float(source_weights.get(str(s), 1.0))).to_numpy()
+        train = train[weights > 0]
+        weights = weights[weights > 0]
+    else:
+        weights = np.ones(len(train))
     texts = train["norm_text"].tolist()
     featurizer = build_featurizer(cfg)
     features = featurizer.fit_transform(texts)
@@ -81,6 +92,6 @@ def fit_tfidf(train: pd.DataFrame, cfg: TfidfConfig) -> TfidfBackend:
             continue
         log.info("head %s: fitting on %d rows", head, int(mask.sum()))
         clf = make_classifier(cfg, rows=int(mask.sum()), classes=len(set(y)))
-        clf.fit(features[mask], y)
+        clf.fit(features[mask], y, sample_weight=weights[mask] if source_weights else None)
         heads[head] = clf
     return TfidfBackend(featurizer, heads)

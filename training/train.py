@@ -134,7 +134,7 @@ def _cap(frame: pd.DataFrame, per_source: int | None, seed: int) -> pd.DataFrame
 
 
 def fit_tfidf_family(train_df: pd.DataFrame, val_df: pd.DataFrame, test_df: pd.DataFrame, cfg: TrainConfig) -> Fitted:
-    backend = fit_tfidf(train_df, cfg.tfidf)
+    backend = fit_tfidf(train_df, cfg.tfidf, cfg.source_weights)
     thresholds = tune_thresholds(val_df, backend.predict_proba(val_df["norm_text"].tolist()), cfg.min_threshold_support)
     report = evaluate(test_df, backend.predict_proba(test_df["norm_text"].tolist()), thresholds)
     return Fitted(backend, thresholds, report, "tfidf", {"tfidf": report})
@@ -158,10 +158,12 @@ def fit_transformer_family(
     early_val = _cap(
         val_df, tcfg.max_rows_val // max(1, val_df["source"].nunique()) if tcfg.max_rows_val else None, cfg.split.seed
     )
-    fit = fit_transformer(_cap(train_df, tcfg.max_rows_per_source_train, cfg.split.seed), early_val, tcfg, base)
+    fit = fit_transformer(
+        _cap(train_df, tcfg.max_rows_per_source_train, cfg.split.seed), early_val, tcfg, base, cfg.source_weights
+    )
     candidates: dict[str, Any] = {"transformer": export_onnx(fit, tcfg, work / "transformer")}
     if cfg.ensemble != "never":
-        candidates["tfidf"] = fit_tfidf(train_df, cfg.tfidf)
+        candidates["tfidf"] = fit_tfidf(train_df, cfg.tfidf, cfg.source_weights)
     val_texts, test_texts = val_df["norm_text"].tolist(), test_df["norm_text"].tolist()
     val_p = {name: b.predict_proba(val_texts) for name, b in candidates.items()}
     test_p = {name: b.predict_proba(test_texts) for name, b in candidates.items()}

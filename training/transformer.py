@@ -13,6 +13,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,10 +101,17 @@ def masked_loss(
 
 
 class BalancedSampler:
-    """Batches drawn from buckets (here: sources) with P(bucket) ∝ size ** alpha, rows without replacement
-    inside a bucket until it is exhausted, then reshuffled. Deterministic for a seed."""
+    """Batches drawn from buckets (here: sources) with P(bucket) ∝ weight * size ** alpha, rows without
+    replacement inside a bucket until it is exhausted, then reshuffled. Deterministic for a seed."""
 
-    def __init__(self, buckets: list[str], batch_size: int, alpha: float, seed: int):
+    def __init__(
+        self,
+        buckets: list[str],
+        batch_size: int,
+        alpha: float,
+        seed: int,
+        weights: Mapping[str, float] | None = None,
+    ):
         self.batch_size = batch_size
         self.rng = np.random.default_rng(seed)
         names = sorted(set(buckets))
@@ -114,7 +122,11 @@ class BalancedSampler:
         self.names = names
         self.members = [np.asarray(m) for m in members]
         sizes = np.array([len(m) for m in members], dtype=np.float64)
-        self.probs = sizes**alpha / (sizes**alpha).sum()
+        scale = np.array([float((weights or {}).get(name, 1.0)) for name in names])
+        mass = scale * sizes**alpha
+        if not mass.sum() > 0:
+            raise ValueError("every training source has weight 0")
+        self.probs = mass / mass.sum()
         self._order = [self.rng.permutation(m) for m in self.members]
         self._pos = [0] * len(names)
 
@@ -206,7 +218,13 @@ def _freeze(model: MultiTaskModel, cfg: TransformerConfig) -> None:
                 p.requires_grad_(False)
 
 
-def fit_transformer(train: pd.DataFrame, val: pd.DataFrame, cfg: TransformerConfig, base_model: str) -> FitResult:
+def fit_transformer(
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    cfg: TransformerConfig,
+    base_model: str,
+    source_weights: Mapping[str, float] | None = None,
+) -> FitResult:
     """Fine-tune on ``train`` with early stopping on ``val`` (mean macro-F1 over heads)."""
     from transformers import AutoModel, AutoTokenizer
 
@@ -225,7 +243,9 @@ def fit_transformer(train: pd.DataFrame, val: pd.DataFrame, cfg: TransformerConf
     train_ids = encode(tokenizer, train["norm_text"].tolist(), cfg)
     sent_y, bin_y = label_tensors(train)
     val_ids = encode(tokenizer, val["norm_text"].tolist(), cfg)
-    sampler = BalancedSampler(train["source"].astype(str).tolist(), cfg.batch_size, cfg.balance_alpha, cfg.seed)
+    sampler = BalancedSampler(
+        train["source"].astype(str).tolist(), cfg.batch_size, cfg.balance_alpha, cfg.seed, source_weights
+    )
 
     head_params = list(model.sentiment.parameters()) + list(model.binary.parameters())
     encoder_params = [p for p in model.encoder.parameters() if p.requires_grad]
