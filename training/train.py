@@ -155,6 +155,14 @@ def fit_transformer_family(
 
     tcfg = cfg.transformer
     base = resolve_base_model(tcfg.base_model, settings.home)
+    vocab: dict[str, Any] = {}
+    if tcfg.trim_vocab:
+        from training.vocab import trim_model
+
+        texts = train_df["norm_text"].tolist() + val_df["norm_text"].tolist()
+        trimmed = trim_model(base, texts, settings.home / "base_models" / "trimmed", prefix=tcfg.text_prefix)
+        base = str(trimmed.path)
+        vocab = {"vocab_before": trimmed.before, "vocab_after": trimmed.after}
     early_val = _cap(
         val_df, tcfg.max_rows_val // max(1, val_df["source"].nunique()) if tcfg.max_rows_val else None, cfg.split.seed
     )
@@ -194,6 +202,7 @@ def fit_transformer_family(
             "steps": fit.steps,
             "fit_seconds": fit.seconds,
             "base_model": tcfg.base_model,
+            **vocab,
         },
     )
 
