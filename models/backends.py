@@ -178,37 +178,57 @@ class OnnxBackend:
 
 
 class EnsembleBackend:
-    """Weighted average of members' probabilities (e.g. TF-IDF and the fine-tuned transformer)."""
+    """Weighted average of members' probabilities (e.g. TF-IDF and the fine-tuned transformer).
+
+    ``head_weights`` (optional) gives a head its own member weights; other heads use ``weights``.
+    """
 
     kind = "ensemble"
     FILE = "ensemble.json"
 
-    def __init__(self, members: dict[str, Backend], weights: dict[str, float]):
+    def __init__(
+        self,
+        members: dict[str, Backend],
+        weights: dict[str, float],
+        head_weights: dict[str, dict[str, float]] | None = None,
+    ):
         self.members = members
         self.weights = weights
+        self.head_weights = head_weights or {}
 
     def predict_proba(self, texts: list[str]) -> Probabilities:
-        total = sum(self.weights.values())
+        outputs = {name: backend.predict_proba(texts) for name, backend in self.members.items()}
+        return self.combine(outputs)
+
+    def combine(self, outputs: dict[str, Probabilities]) -> Probabilities:
+        """The weighted average of members' outputs already computed (``{member: {head: p}}``)."""
         out: Probabilities = {}
-        for name, backend in self.members.items():
-            w = self.weights[name] / total
-            for head, p in backend.predict_proba(texts).items():
-                out[head] = out[head] + w * p if head in out else w * p
+        heads = {head for probs in outputs.values() for head in probs}
+        for head in sorted(heads):
+            weights = self.head_weights.get(head, self.weights)
+            total = sum(weights[name] for name in outputs if head in outputs[name])
+            out[head] = sum((weights[name] / total) * probs[head] for name, probs in outputs.items() if head in probs)
         return out
 
     def save(self, directory: Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        spec = {name: {"kind": b.kind, "weight": self.weights[name]} for name, b in self.members.items()}
+        spec: dict[str, Any] = {
+            name: {"kind": b.kind, "weight": self.weights[name]} for name, b in self.members.items()
+        }
         for name, backend in self.members.items():
             backend.save(directory / name)
+        if self.head_weights:
+            spec = {"members": spec, "head_weights": self.head_weights}
         (directory / self.FILE).write_text(json.dumps(spec, indent=2), encoding="utf-8")
 
     @classmethod
     def load(cls, directory: Path) -> EnsembleBackend:
         spec = json.loads((Path(directory) / cls.FILE).read_text(encoding="utf-8"))
-        members = {name: load_backend(s["kind"], Path(directory) / name) for name, s in spec.items()}
-        return cls(members, {name: float(s["weight"]) for name, s in spec.items()})
+        head_weights = spec.get("head_weights") if "members" in spec else None
+        members_spec = spec.get("members", spec)
+        members = {name: load_backend(s["kind"], Path(directory) / name) for name, s in members_spec.items()}
+        return cls(members, {name: float(s["weight"]) for name, s in members_spec.items()}, head_weights)
 
 
 _BACKENDS: dict[str, Any] = {"tfidf": TfidfBackend, "onnx": OnnxBackend, "ensemble": EnsembleBackend}

@@ -230,3 +230,61 @@ def test_balanced_sampler_weights_scale_a_bucket_and_zero_never_draws_it():
     assert draws["c"] == 0 and 1.7 < draws["a"] / draws["b"] < 2.3
     with pytest.raises(ValueError, match="weight 0"):
         BalancedSampler(buckets, 10, 0.5, 1, weights={"a": 0, "b": 0, "c": 0})
+
+
+class _Fixed:
+    """A back-end that returns given probabilities (to test how an ensemble combines and persists)."""
+
+    kind = "tfidf"
+
+    def __init__(self, probs):
+        self.probs = probs
+
+    def predict_proba(self, texts):
+        return self.probs
+
+
+def test_ensemble_weights_follow_the_better_member_per_head():
+    from training.train import ensemble_weights
+
+    rng = np.random.default_rng(0)
+    n = 400
+    y_tox, y_comp = rng.integers(0, 2, n), rng.integers(0, 2, n)
+    frame = pd.DataFrame(
+        {
+            "lang": "pl",
+            "source": "s",
+            "sentiment": None,
+            "toxic": pd.array(y_tox, dtype="Int8"),
+            "complaint": pd.array(y_comp, dtype="Int8"),
+            "question": pd.array([None] * n, dtype="Int8"),
+        }
+    )
+    noise = rng.random(n)
+    good_tox, good_comp = 0.2 + 0.6 * y_tox, 0.2 + 0.6 * y_comp
+    sentiment = np.full((n, 3), 1 / 3)
+    outputs = {
+        "transformer": {"sentiment": sentiment, "toxic": good_tox, "complaint": noise, "question": noise},
+        "tfidf": {"sentiment": sentiment, "toxic": noise, "complaint": good_comp, "question": noise},
+    }
+    weights = ensemble_weights(frame, outputs, min_support=10)
+    assert weights["toxic"]["transformer"] >= 0.75 and weights["complaint"]["transformer"] <= 0.25
+    assert "sentiment" not in weights and "question" not in weights  # unlabelled here: the plain average applies
+
+
+def test_ensemble_with_head_weights_combines_per_head_and_survives_save_and_load(tmp_path, monkeypatch):
+    from models import backends
+    from models.backends import EnsembleBackend
+
+    a = {"toxic": np.array([1.0, 0.0]), "sentiment": np.array([[1.0, 0.0, 0.0]] * 2)}
+    b = {"toxic": np.array([0.0, 1.0]), "sentiment": np.array([[0.0, 0.0, 1.0]] * 2)}
+    ens = EnsembleBackend({"a": _Fixed(a), "b": _Fixed(b)}, {"a": 0.5, "b": 0.5}, {"toxic": {"a": 0.75, "b": 0.25}})
+    out = ens.predict_proba(["x", "y"])
+    assert np.allclose(out["toxic"], [0.75, 0.25]) and np.allclose(out["sentiment"][0], [0.5, 0, 0.5])
+    saved = {}
+    monkeypatch.setattr(_Fixed, "save", lambda self, d: saved.__setitem__(str(d), self), raising=False)
+    monkeypatch.setitem(backends._BACKENDS, "tfidf", type("L", (), {"load": staticmethod(lambda d: saved[str(d)])}))
+    ens.save(tmp_path / "e")
+    again = EnsembleBackend.load(tmp_path / "e")
+    assert again.head_weights == {"toxic": {"a": 0.75, "b": 0.25}}
+    assert np.allclose(again.predict_proba(["x", "y"])["toxic"], out["toxic"])

@@ -140,6 +140,30 @@ def fit_tfidf_family(train_df: pd.DataFrame, val_df: pd.DataFrame, test_df: pd.D
     return Fitted(backend, thresholds, report, "tfidf", {"tfidf": report})
 
 
+ENSEMBLE_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def ensemble_weights(
+    val_df: pd.DataFrame, outputs: dict[str, Any], min_support: int, grid: tuple[float, ...] = ENSEMBLE_GRID
+) -> dict[str, dict[str, float]]:
+    """Per head, the transformer's share of the average (the rest TF-IDF's) with the best validation macro-F1.
+
+    Each candidate weight gets its own thresholds tuned on the same validation rows; ties go to 0.5.
+    """
+    from models.backends import EnsembleBackend
+
+    scores: dict[float, dict[str, float]] = {}
+    for w in grid:
+        mix = EnsembleBackend({}, {"transformer": w, "tfidf": 1 - w}).combine(outputs)
+        scores[w] = headline(evaluate(val_df, mix, tune_thresholds(val_df, mix, min_support)))
+    best: dict[str, dict[str, float]] = {}
+    for head in scores[grid[0]]:
+        w = max(sorted(grid, key=lambda g: abs(g - 0.5)), key=lambda g: scores[g][head])
+        best[head] = {"transformer": w, "tfidf": 1 - w}
+    log.info("ensemble weights of the transformer per head: %s", {h: b["transformer"] for h, b in best.items()})
+    return best
+
+
 def fit_transformer_family(
     train_df: pd.DataFrame,
     val_df: pd.DataFrame,
@@ -156,6 +180,7 @@ def fit_transformer_family(
     tcfg = cfg.transformer
     base = resolve_base_model(tcfg.base_model, settings.home)
     vocab: dict[str, Any] = {}
+    head_weights: dict[str, dict[str, float]] = {}
     if tcfg.trim_vocab:
         from training.vocab import trim_model
 
@@ -176,12 +201,12 @@ def fit_transformer_family(
     val_p = {name: b.predict_proba(val_texts) for name, b in candidates.items()}
     test_p = {name: b.predict_proba(test_texts) for name, b in candidates.items()}
     if "tfidf" in candidates:
-        candidates["ensemble"] = EnsembleBackend(
-            {"transformer": candidates["transformer"], "tfidf": candidates["tfidf"]},
-            {"transformer": 0.5, "tfidf": 0.5},
-        )
-        val_p["ensemble"] = {h: (val_p["transformer"][h] + val_p["tfidf"][h]) / 2 for h in val_p["tfidf"]}
-        test_p["ensemble"] = {h: (test_p["transformer"][h] + test_p["tfidf"][h]) / 2 for h in test_p["tfidf"]}
+        members = {"transformer": candidates["transformer"], "tfidf": candidates["tfidf"]}
+        head_weights = ensemble_weights(val_df, {n: val_p[n] for n in members}, cfg.min_threshold_support)
+        ensemble = EnsembleBackend(members, {"transformer": 0.5, "tfidf": 0.5}, head_weights)
+        candidates["ensemble"] = ensemble
+        val_p["ensemble"] = ensemble.combine({n: val_p[n] for n in members})
+        test_p["ensemble"] = ensemble.combine({n: test_p[n] for n in members})
     thresholds = {name: tune_thresholds(val_df, val_p[name], cfg.min_threshold_support) for name in candidates}
     val_scores = {name: _score(evaluate(val_df, val_p[name], thresholds[name])) for name in candidates}
     chosen = "transformer"
@@ -202,6 +227,7 @@ def fit_transformer_family(
             "steps": fit.steps,
             "fit_seconds": fit.seconds,
             "base_model": tcfg.base_model,
+            "ensemble_head_weights": head_weights if "ensemble" in candidates else None,
             **vocab,
         },
     )

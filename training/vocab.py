@@ -103,7 +103,9 @@ def texts_fingerprint(texts: Sequence[str], prefix: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def trim_model(src: str | os.PathLike[str], texts: Sequence[str], out: str | os.PathLike[str], prefix: str = "") -> TrimResult:
+def trim_model(
+    src: str | os.PathLike[str], texts: Sequence[str], out: str | os.PathLike[str], prefix: str = ""
+) -> TrimResult:
     """Write a trimmed copy of the transformers folder ``src`` to ``out`` (reused when it already matches)."""
     import numpy as np
     from safetensors.numpy import load_file, save_file
