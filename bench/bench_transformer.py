@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,10 +25,27 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def typical_comments(n: int) -> list[str]:
-    rows = [json.loads(line) for line in (ROOT / "data" / "seed" / "seed.jsonl").open(encoding="utf-8")]
-    texts = [r["text"] for r in rows]
-    return [texts[i % len(texts)] for i in range(n)]
+def seed_texts() -> list[str]:
+    return [json.loads(line)["text"] for line in (ROOT / "data" / "seed" / "seed.jsonl").open(encoding="utf-8")]
+
+
+def typical_comments(n: int, tokenizer, tokens: int) -> list[str]:
+    """Seed comments lengthened with the next ones (or cut by words) to about ``tokens`` tokens each."""
+    texts = seed_texts()
+
+    def length(text: str) -> int:
+        return len(tokenizer("query: " + text)["input_ids"])
+
+    out = []
+    for i, text in enumerate(texts):
+        j = i
+        while length(text) < tokens - 2:
+            j += 1
+            text = f"{text} {texts[j % len(texts)]}"
+        while length(text) > tokens + 4 and " " in text:
+            text = text.rsplit(" ", 1)[0]
+        out.append(text)
+    return [out[i % len(out)] for i in range(n)]
 
 
 def rate(fn, texts: list[str], batch: int, repeats: int = 2) -> float:
@@ -42,15 +60,30 @@ def rate(fn, texts: list[str], batch: int, repeats: int = 2) -> float:
 
 
 RSS_PROBE = """
-import json, sys
+import json, sys, time
 from models.backends import OnnxBackend
 texts = json.loads(sys.stdin.read())
+started = time.perf_counter()
 backend = OnnxBackend.load(__import__('pathlib').Path(sys.argv[1]))
+print(time.perf_counter() - started)
 for i in range(0, len(texts), 32):
     backend.predict_proba(texts[i:i + 32])
 # VmHWM: this process's own peak (ru_maxrss would carry the parent's peak across fork and exec)
 print(next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')) / 1024)
 """
+
+
+def probe(directory: Path, texts: list[str]) -> tuple[float, float]:
+    """(load seconds, peak RSS MiB) of a fresh process that loads the model and scores ``texts``."""
+    out = subprocess.run(
+        [sys.executable, "-c", RSS_PROBE, str(directory)],
+        input=json.dumps(texts),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    ).stdout.split()
+    return float(out[-2]), float(out[-1])
 
 
 def main() -> None:
@@ -59,63 +92,87 @@ def main() -> None:
     from training.base_models import resolve_base_model
     from training.config import TransformerConfig
     from training.transformer import FitResult, MultiTaskModel, encode, export_onnx, torch_proba, truncate_layers
+    from training.vocab import trim_model
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--base", default="offline:multilingual-e5-small")
     parser.add_argument("--home", default=".triage")
     parser.add_argument("--comments", type=int, default=1024)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--tokens", type=int, default=32, help="about this many tokens per comment")
     parser.add_argument("--layers", type=int, default=None, help="keep the bottom N encoder layers")
+    parser.add_argument(
+        "--trimmed",
+        default=None,
+        help="a vocabulary-trimmed copy of the base (default: HOME/base_models/trimmed from the last training "
+        "run, else one trimmed here on the seed set)",
+    )
     args = parser.parse_args()
 
     path = resolve_base_model(args.base, Path(args.home))
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    torch.manual_seed(0)
-    encoder = AutoModel.from_pretrained(path, add_pooling_layer=False)
-    truncate_layers(encoder, args.layers)
-    model = MultiTaskModel(encoder, 384).eval()
+    trimmed = Path(args.trimmed) if args.trimmed else Path(args.home) / "base_models" / "trimmed"
+    tmp_root = Path(tempfile.mkdtemp())
+    if not (trimmed / "tokenizer.json").exists():
+        trimmed = trim_model(path, seed_texts(), tmp_root / "trimmed-on-seed", prefix="query: ").path
     cfg = TransformerConfig(base_model=path, max_length=64)
-    texts = typical_comments(args.comments)
+
+    def build(folder: str | Path) -> tuple[MultiTaskModel, object]:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        torch.manual_seed(0)
+        encoder = AutoModel.from_pretrained(folder, add_pooling_layer=False)
+        truncate_layers(encoder, args.layers)
+        return MultiTaskModel(encoder, encoder.config.hidden_size).eval(), tokenizer
+
+    model, tokenizer = build(path)
+    texts = typical_comments(args.comments, tokenizer, args.tokens)
     lengths = [len(ids) for ids in encode(tokenizer, texts, cfg)]
     pad = tokenizer.pad_token_id
 
     results: dict[str, float] = {}
+    sizes: dict[str, float] = {}
+    loads: dict[str, tuple[float, float]] = {}
     with torch.inference_mode():
         results["pytorch fp32"] = rate(
             lambda b: torch_proba(model, encode(tokenizer, b, cfg), pad, args.batch), texts, args.batch
         )
-    with tempfile.TemporaryDirectory() as tmp:
-        fit = FitResult(model, tokenizer, 0, 0.0, 0.0)
-        fp32 = export_onnx(fit, cfg.model_copy(update={"quantize": False}), Path(tmp) / "fp32")
-        int8 = export_onnx(fit, cfg, Path(tmp) / "int8")
-        results["onnxruntime fp32"] = rate(fp32.predict_proba, texts, args.batch)
-        results["onnxruntime int8"] = rate(int8.predict_proba, texts, args.batch)
-        reference = torch_proba(model, encode(tokenizer, texts[:256], cfg), pad)
-        quantized = int8.predict_proba(texts[:256])
-        diff = max(float(np.abs(reference[h] - quantized[h]).max()) for h in reference)
-        size = {name: (Path(tmp) / name / "model.onnx").stat().st_size / 2**20 for name in ("fp32", "int8")}
-        probe = subprocess.run(
-            [sys.executable, "-c", RSS_PROBE, str(Path(tmp) / "int8")],
-            input=json.dumps(texts),
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            check=True,
-        )
-        rss = float(probe.stdout.strip().splitlines()[-1])
+    fit = FitResult(model, tokenizer, 0, 0.0, 0.0)
+    fp32 = export_onnx(fit, cfg.model_copy(update={"quantize": False}), tmp_root / "fp32")
+    int8 = export_onnx(fit, cfg, tmp_root / "int8")
+    results["onnxruntime fp32"] = rate(fp32.predict_proba, texts, args.batch)
+    results["onnxruntime int8"] = rate(int8.predict_proba, texts, args.batch)
+    reference = torch_proba(model, encode(tokenizer, texts[:256], cfg), pad)
+    quantized = int8.predict_proba(texts[:256])
+    diff = max(float(np.abs(reference[h] - quantized[h]).max()) for h in reference)
+
+    small, small_tok = build(trimmed)
+    small.sentiment.load_state_dict(model.sentiment.state_dict())  # same heads: only the vocabulary differs
+    small.binary.load_state_dict(model.binary.state_dict())
+    vocab = (model.encoder.config.vocab_size, small.encoder.config.vocab_size)
+    int8_trim = export_onnx(FitResult(small, small_tok, 0, 0.0, 0.0), cfg, tmp_root / "int8-trimmed")
+    results["onnxruntime int8, trimmed vocabulary"] = rate(int8_trim.predict_proba, texts, args.batch)
+    trim_diff = max(float(np.abs(quantized[h] - int8_trim.predict_proba(texts[:256])[h]).max()) for h in quantized)
+    for name in ("fp32", "int8", "int8-trimmed"):
+        sizes[name] = (tmp_root / name / "model.onnx").stat().st_size / 2**20
+    for name in ("int8", "int8-trimmed"):
+        loads[name] = probe(tmp_root / name, texts)
 
     base = results["pytorch fp32"]
     print(
         f"comments: {len(texts)}, tokens per comment: median {int(np.median(lengths))}, "
-        f"mean {np.mean(lengths):.1f}; batch {args.batch}; torch threads {torch.get_num_threads()}"
+        f"mean {np.mean(lengths):.1f}; batch {args.batch}; layers {model.encoder.config.num_hidden_layers}; "
+        f"torch threads {torch.get_num_threads()}"
     )
     print("| path | comments/s | vs PyTorch fp32 |")
     print("|---|---:|---:|")
     for name, value in results.items():
         print(f"| {name} | {value:.1f} | {value / base:.2f}x |")
-    print(f"ONNX model size: fp32 {size['fp32']:.0f} MiB, int8 {size['int8']:.0f} MiB")
+    print(f"vocabulary: {vocab[0]:,} pieces, trimmed {vocab[1]:,}")
+    print("ONNX model size: " + ", ".join(f"{name} {mib:.0f} MiB" for name, mib in sizes.items()))
     print(f"int8 vs PyTorch fp32, max |Δp| over 256 comments and all heads: {diff:.4f}")
-    print(f"peak RSS of a process loading and serving the int8 model: {rss:.0f} MiB")
+    print(f"int8 trimmed vs int8 full vocabulary, max |Δp| over 256 comments and all heads: {trim_diff:.4f}")
+    for name, (seconds, rss) in loads.items():
+        print(f"{name}: a fresh process loads it in {seconds:.2f} s; peak RSS while serving {rss:.0f} MiB")
+    shutil.rmtree(tmp_root, ignore_errors=True)
 
 
 if __name__ == "__main__":
