@@ -73,6 +73,12 @@ class TransformerConfig(_Strict):
     max_rows_per_source_train: int | None = Field(None, ge=10)
     max_rows_val: int | None = Field(4000, ge=10, description="validation rows used for early stopping")
     quantize: bool = True
+    quantization_check_rows: int = Field(
+        2000,
+        ge=0,
+        description="held-out rows scored by both the PyTorch fp32 model and the exported one: the quantization's "
+        "largest probability change and its macro-F1 change per head, logged with the model (0: skip)",
+    )
     threads: int | None = Field(None, ge=1)
     device: str | None = Field(None, description="cpu, cuda, cuda:1 ... (default: cuda when available)")
     seed: int = 20261123

@@ -104,6 +104,7 @@ def model_card(meta: dict[str, Any], report: dict[str, Any], reports: dict[str, 
                 if reports and len(reports) > 1
                 else []
             ),
+            *_serving_notes(meta),
             "## Known weaknesses",
             "- Labels differ between sources (toxic is hate speech in one corpus, a moderator's removal in "
             "another): read the per-source rows, not only the pooled ones.",
@@ -111,6 +112,24 @@ def model_card(meta: dict[str, Any], report: dict[str, Any], reports: dict[str, 
             "",
         ]
     )
+
+
+def _serving_notes(meta: dict[str, Any]) -> list[str]:
+    notes = []
+    if meta.get("vocab_after"):
+        notes.append(f"- Vocabulary trimmed from {meta['vocab_before']:,} to {meta['vocab_after']:,} pieces.")
+    quant = meta.get("quantization")
+    if quant:
+        fp32, exported = quant["macro_f1"]["pytorch_fp32"], quant["macro_f1"]["exported"]
+        changes = ", ".join(f"{h} {fp32[h]:.3f} → {exported[h]:.3f}" for h in fp32 if h in exported)
+        notes.append(
+            f"- ONNX export (int8 where quantized) vs PyTorch fp32 on {quant['rows']} held-out rows: "
+            f"max |Δp| {quant['max_abs_diff']:.4f}; macro-F1 {changes}."
+        )
+    if meta.get("ensemble_head_weights") and meta.get("family") == "ensemble":
+        shares = ", ".join(f"{h} {w['transformer']:.2f}" for h, w in meta["ensemble_head_weights"].items())
+        notes.append(f"- Ensemble: the transformer's share of the average per head: {shares}.")
+    return ["## Serving model", *notes, ""] if notes else []
 
 
 @dataclass
@@ -138,6 +157,41 @@ def fit_tfidf_family(train_df: pd.DataFrame, val_df: pd.DataFrame, test_df: pd.D
     thresholds = tune_thresholds(val_df, backend.predict_proba(val_df["norm_text"].tolist()), cfg.min_threshold_support)
     report = evaluate(test_df, backend.predict_proba(test_df["norm_text"].tolist()), thresholds)
     return Fitted(backend, thresholds, report, "tfidf", {"tfidf": report})
+
+
+def quantization_check(
+    fit: Any, exported: Any, val_df: pd.DataFrame, test_df: pd.DataFrame, cfg: TrainConfig
+) -> dict[str, Any] | None:
+    """PyTorch fp32 vs the exported (int8) model on the same rows: max |Δp| and macro-F1 per head.
+
+    Thresholds for both are tuned on validation rows of the same size, so the F1 change is the model's.
+    """
+    from training.transformer import encode, torch_proba
+
+    n = cfg.transformer.quantization_check_rows
+    if not n:
+        return None
+    val = _cap(val_df, max(1, n // max(1, val_df["source"].nunique())), cfg.split.seed)
+    test = _cap(test_df, max(1, n // max(1, test_df["source"].nunique())), cfg.split.seed)
+    pad = fit.tokenizer.pad_token_id if fit.tokenizer.pad_token_id is not None else 0
+    scorers = {
+        "pytorch_fp32": lambda texts: torch_proba(fit.model, encode(fit.tokenizer, texts, cfg.transformer), pad),
+        "exported": exported.predict_proba,
+    }
+    test_p, macro_f1 = {}, {}
+    for name, score in scorers.items():
+        val_p = score(val["norm_text"].tolist())
+        test_p[name] = score(test["norm_text"].tolist())
+        thresholds = tune_thresholds(val, val_p, cfg.min_threshold_support)
+        macro_f1[name] = headline(evaluate(test, test_p[name], thresholds))
+    ref, new = test_p["pytorch_fp32"], test_p["exported"]
+    out = {
+        "rows": len(test),
+        "max_abs_diff": max(float(np.abs(ref[h] - new[h]).max()) for h in ref),
+        "macro_f1": macro_f1,
+    }
+    log.info("quantization check on %d held-out rows: %s", len(test), out)
+    return out
 
 
 ENSEMBLE_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -195,6 +249,7 @@ def fit_transformer_family(
         _cap(train_df, tcfg.max_rows_per_source_train, cfg.split.seed), early_val, tcfg, base, cfg.source_weights
     )
     candidates: dict[str, Any] = {"transformer": export_onnx(fit, tcfg, work / "transformer")}
+    quantization = quantization_check(fit, candidates["transformer"], val_df, test_df, cfg)
     if cfg.ensemble != "never":
         candidates["tfidf"] = fit_tfidf(train_df, cfg.tfidf, cfg.source_weights)
     val_texts, test_texts = val_df["norm_text"].tolist(), test_df["norm_text"].tolist()
@@ -227,6 +282,7 @@ def fit_transformer_family(
             "steps": fit.steps,
             "fit_seconds": fit.seconds,
             "base_model": tcfg.base_model,
+            "quantization": quantization,
             "ensemble_head_weights": head_weights if "ensemble" in candidates else None,
             **vocab,
         },
@@ -289,6 +345,11 @@ def train(
             for name, other in fitted.reports.items():
                 if len(fitted.reports) > 1:
                     mlflow.log_metrics({k: v for k, v in flatten(other, f"test_{name}").items() if np.isfinite(v)})
+            quant = fitted.extra.get("quantization")
+            if quant:
+                mlflow.log_metric("quantization/max_abs_diff", quant["max_abs_diff"])
+                for name, heads in quant["macro_f1"].items():
+                    mlflow.log_metrics({f"quantization/{name}/{h}/macro_f1": v for h, v in heads.items()})
             for point in fitted.history:
                 mlflow.log_metrics({k: v for k, v in point.items() if k != "step"}, step=int(point["step"]))
             mlflow.log_dict(summary, "data_summary.json")
