@@ -207,7 +207,8 @@ class EnsembleBackend:
         for head in sorted(heads):
             weights = self.head_weights.get(head, self.weights)
             total = sum(weights[name] for name in outputs if head in outputs[name])
-            out[head] = sum((weights[name] / total) * probs[head] for name, probs in outputs.items() if head in probs)
+            parts = [(weights[name] / total) * probs[head] for name, probs in outputs.items() if head in probs]
+            out[head] = np.sum(parts, axis=0)
         return out
 
     def save(self, directory: Path) -> None:

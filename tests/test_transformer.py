@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -212,11 +213,11 @@ def test_transformer_family_through_mlflow(tmp_path, tiny_base, monkeypatch):
     assert "test_tfidf/toxic/all/macro_f1" in run.data.metrics and "val_score" in run.data.metrics
     # the quantization check scored the same held-out rows with PyTorch fp32 and the int8 export
     quant = inner.meta["quantization"]
-    assert 0 < quant["rows"] and 0 <= quant["max_abs_diff"] < 0.1
+    assert quant["rows"] > 0 and 0 <= quant["max_abs_diff"] < 0.1
     assert set(quant["macro_f1"]) == {"pytorch_fp32", "exported"} and "toxic" in quant["macro_f1"]["exported"]
     assert run.data.metrics["quantization/max_abs_diff"] == pytest.approx(quant["max_abs_diff"])
     card = mlflow.artifacts.download_artifacts(run_id=result.run_id, artifact_path="model_card.md")
-    assert "vs PyTorch fp32" in open(card, encoding="utf-8").read()
+    assert "vs PyTorch fp32" in Path(card).read_text(encoding="utf-8")
 
 
 def test_truncated_encoder_trains_and_exports(tiny_base, seed_rows, tmp_path):
