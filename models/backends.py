@@ -180,7 +180,8 @@ class OnnxBackend:
 class EnsembleBackend:
     """Weighted average of members' probabilities (e.g. TF-IDF and the fine-tuned transformer).
 
-    ``head_weights`` (optional) gives a head its own member weights; other heads use ``weights``.
+    Weights are looked up most specific first: ``lang_weights[head][lang]`` (when the caller passes each
+    text's language), then ``head_weights[head]``, then ``weights``.
     """
 
     kind = "ensemble"
@@ -191,24 +192,39 @@ class EnsembleBackend:
         members: dict[str, Backend],
         weights: dict[str, float],
         head_weights: dict[str, dict[str, float]] | None = None,
+        lang_weights: dict[str, dict[str, dict[str, float]]] | None = None,
     ):
         self.members = members
         self.weights = weights
         self.head_weights = head_weights or {}
+        self.lang_weights = lang_weights or {}
 
-    def predict_proba(self, texts: list[str]) -> Probabilities:
+    def predict_proba(self, texts: list[str], langs: list[str] | None = None) -> Probabilities:
         outputs = {name: backend.predict_proba(texts) for name, backend in self.members.items()}
-        return self.combine(outputs)
+        return self.combine(outputs, langs)
 
-    def combine(self, outputs: dict[str, Probabilities]) -> Probabilities:
+    def _row_weights(self, head: str, name: str, n: int, langs: list[str] | None) -> np.ndarray:
+        default = self.head_weights.get(head, self.weights)[name]
+        by_lang = self.lang_weights.get(head)
+        if langs is None or not by_lang:
+            return np.full(n, float(default))
+        return np.array([by_lang[lang][name] if lang in by_lang else default for lang in langs], dtype=np.float64)
+
+    def combine(self, outputs: dict[str, Probabilities], langs: list[str] | None = None) -> Probabilities:
         """The weighted average of members' outputs already computed (``{member: {head: p}}``)."""
         out: Probabilities = {}
         heads = {head for probs in outputs.values() for head in probs}
         for head in sorted(heads):
-            weights = self.head_weights.get(head, self.weights)
-            total = sum(weights[name] for name in outputs if head in outputs[name])
-            parts = [(weights[name] / total) * probs[head] for name, probs in outputs.items() if head in probs]
-            out[head] = np.sum(parts, axis=0)
+            names = [name for name in outputs if head in outputs[name]]
+            n = len(outputs[names[0]][head])
+            weights = {name: self._row_weights(head, name, n, langs) for name in names}
+            total = np.sum(list(weights.values()), axis=0)
+            acc = np.zeros_like(np.asarray(outputs[names[0]][head], dtype=np.float64))
+            for name in names:
+                w = weights[name] / total
+                p = np.asarray(outputs[name][head], dtype=np.float64)
+                acc += (w[:, None] if p.ndim == 2 else w) * p
+            out[head] = acc
         return out
 
     def save(self, directory: Path) -> None:
@@ -219,17 +235,20 @@ class EnsembleBackend:
         }
         for name, backend in self.members.items():
             backend.save(directory / name)
-        if self.head_weights:
-            spec = {"members": spec, "head_weights": self.head_weights}
+        if self.head_weights or self.lang_weights:
+            spec = {"members": spec, "head_weights": self.head_weights, "lang_weights": self.lang_weights}
         (directory / self.FILE).write_text(json.dumps(spec, indent=2), encoding="utf-8")
 
     @classmethod
     def load(cls, directory: Path) -> EnsembleBackend:
         spec = json.loads((Path(directory) / cls.FILE).read_text(encoding="utf-8"))
-        head_weights = spec.get("head_weights") if "members" in spec else None
+        nested = "members" in spec
         members_spec = spec.get("members", spec)
         members = {name: load_backend(s["kind"], Path(directory) / name) for name, s in members_spec.items()}
-        return cls(members, {name: float(s["weight"]) for name, s in members_spec.items()}, head_weights)
+        weights = {name: float(s["weight"]) for name, s in members_spec.items()}
+        if not nested:
+            return cls(members, weights)
+        return cls(members, weights, spec.get("head_weights"), spec.get("lang_weights"))
 
 
 _BACKENDS: dict[str, Any] = {"tfidf": TfidfBackend, "onnx": OnnxBackend, "ensemble": EnsembleBackend}

@@ -252,15 +252,17 @@ class _Fixed:
         return self.probs
 
 
-def test_ensemble_weights_follow_the_better_member_per_head():
+def test_ensemble_weights_follow_the_better_member_per_head_and_language():
+    from models.backends import EnsembleBackend
     from training.train import ensemble_weights
 
     rng = np.random.default_rng(0)
-    n = 400
+    n = 800
+    langs = np.array(["pl"] * (n // 2) + ["en"] * (n // 2))
     y_tox, y_comp = rng.integers(0, 2, n), rng.integers(0, 2, n)
     frame = pd.DataFrame(
         {
-            "lang": "pl",
+            "lang": langs,
             "source": "s",
             "sentiment": None,
             "toxic": pd.array(y_tox, dtype="Int8"),
@@ -270,14 +272,22 @@ def test_ensemble_weights_follow_the_better_member_per_head():
     )
     noise = rng.random(n)
     good_tox, good_comp = 0.2 + 0.6 * y_tox, 0.2 + 0.6 * y_comp
+    # toxic: the transformer knows Polish, TF-IDF knows English; complaint: TF-IDF knows both
+    tox_transformer = np.where(langs == "pl", good_tox, noise)
+    tox_tfidf = np.where(langs == "en", good_tox, noise)
     sentiment = np.full((n, 3), 1 / 3)
     outputs = {
-        "transformer": {"sentiment": sentiment, "toxic": good_tox, "complaint": noise, "question": noise},
-        "tfidf": {"sentiment": sentiment, "toxic": noise, "complaint": good_comp, "question": noise},
+        "transformer": {"sentiment": sentiment, "toxic": tox_transformer, "complaint": noise, "question": noise},
+        "tfidf": {"sentiment": sentiment, "toxic": tox_tfidf, "complaint": good_comp, "question": noise},
     }
-    weights = ensemble_weights(frame, outputs, min_support=10)
-    assert weights["toxic"]["transformer"] >= 0.75 and weights["complaint"]["transformer"] <= 0.25
-    assert "sentiment" not in weights and "question" not in weights  # unlabelled here: the plain average applies
+    head_w, lang_w = ensemble_weights(frame, outputs, min_support=10)
+    assert head_w["complaint"]["transformer"] <= 0.25
+    assert lang_w["toxic"]["pl"]["transformer"] >= 0.75 and lang_w["toxic"]["en"]["transformer"] <= 0.25
+    assert "sentiment" not in head_w and "question" not in head_w  # unlabelled here: the plain average applies
+    mixed = EnsembleBackend({}, {"transformer": 0.5, "tfidf": 0.5}, head_w, lang_w).combine(outputs, list(langs))
+    pl, en = langs == "pl", langs == "en"
+    assert np.abs(mixed["toxic"][pl] - good_tox[pl]).mean() < np.abs(tox_tfidf[pl] - good_tox[pl]).mean() / 2
+    assert np.abs(mixed["toxic"][en] - good_tox[en]).mean() < np.abs(tox_transformer[en] - good_tox[en]).mean() / 2
 
 
 def test_ensemble_with_head_weights_combines_per_head_and_survives_save_and_load(tmp_path, monkeypatch):
@@ -286,13 +296,22 @@ def test_ensemble_with_head_weights_combines_per_head_and_survives_save_and_load
 
     a = {"toxic": np.array([1.0, 0.0]), "sentiment": np.array([[1.0, 0.0, 0.0]] * 2)}
     b = {"toxic": np.array([0.0, 1.0]), "sentiment": np.array([[0.0, 0.0, 1.0]] * 2)}
-    ens = EnsembleBackend({"a": _Fixed(a), "b": _Fixed(b)}, {"a": 0.5, "b": 0.5}, {"toxic": {"a": 0.75, "b": 0.25}})
+    ens = EnsembleBackend(
+        {"a": _Fixed(a), "b": _Fixed(b)},
+        {"a": 0.5, "b": 0.5},
+        {"toxic": {"a": 0.75, "b": 0.25}},
+        {"toxic": {"de": {"a": 0.0, "b": 1.0}}, "sentiment": {"de": {"a": 1.0, "b": 0.0}}},
+    )
     out = ens.predict_proba(["x", "y"])
     assert np.allclose(out["toxic"], [0.75, 0.25]) and np.allclose(out["sentiment"][0], [0.5, 0, 0.5])
+    by_lang = ens.predict_proba(["x", "y"], langs=["de", "pl"])  # de: its own weights; pl: the head's
+    assert np.allclose(by_lang["toxic"], [0.0, 0.25])
+    assert np.allclose(by_lang["sentiment"], [[1, 0, 0], [0.5, 0, 0.5]])
     saved = {}
     monkeypatch.setattr(_Fixed, "save", lambda self, d: saved.__setitem__(str(d), self), raising=False)
     monkeypatch.setitem(backends._BACKENDS, "tfidf", type("L", (), {"load": staticmethod(lambda d: saved[str(d)])}))
     ens.save(tmp_path / "e")
     again = EnsembleBackend.load(tmp_path / "e")
-    assert again.head_weights == {"toxic": {"a": 0.75, "b": 0.25}}
+    assert again.head_weights == {"toxic": {"a": 0.75, "b": 0.25}} and again.lang_weights == ens.lang_weights
     assert np.allclose(again.predict_proba(["x", "y"])["toxic"], out["toxic"])
+    assert np.allclose(again.predict_proba(["x", "y"], ["de", "pl"])["toxic"], by_lang["toxic"])

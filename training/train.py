@@ -129,6 +129,10 @@ def _serving_notes(meta: dict[str, Any]) -> list[str]:
     if meta.get("ensemble_head_weights") and meta.get("family") == "ensemble":
         shares = ", ".join(f"{h} {w['transformer']:.2f}" for h, w in meta["ensemble_head_weights"].items())
         notes.append(f"- Ensemble: the transformer's share of the average per head: {shares}.")
+        by_lang = meta.get("ensemble_lang_weights") or {}
+        for head, langs in by_lang.items():
+            shares = ", ".join(f"{lang} {w['transformer']:.2f}" for lang, w in langs.items())
+            notes.append(f"  - {head}, per language: {shares}.")
     return ["## Serving model", *notes, ""] if notes else []
 
 
@@ -197,25 +201,45 @@ def quantization_check(
 ENSEMBLE_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
+def _enough(metrics: dict[str, float], min_support: int) -> bool:
+    if "positives" in metrics:
+        return min(metrics["positives"], metrics["support"] - metrics["positives"]) >= min_support
+    return metrics["support"] >= 3 * min_support
+
+
 def ensemble_weights(
     val_df: pd.DataFrame, outputs: dict[str, Any], min_support: int, grid: tuple[float, ...] = ENSEMBLE_GRID
-) -> dict[str, dict[str, float]]:
-    """Per head, the transformer's share of the average (the rest TF-IDF's) with the best validation macro-F1.
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, dict[str, float]]]]:
+    """The transformer's share of the average (the rest TF-IDF's) with the best validation macro-F1: per head,
+    and per head and language where the language has enough validation rows (as for its own threshold).
 
     Each candidate weight gets its own thresholds tuned on the same validation rows; ties go to 0.5.
     """
     from models.backends import EnsembleBackend
 
-    scores: dict[float, dict[str, float]] = {}
+    reports = {}
     for w in grid:
         mix = EnsembleBackend({}, {"transformer": w, "tfidf": 1 - w}).combine(outputs)
-        scores[w] = headline(evaluate(val_df, mix, tune_thresholds(val_df, mix, min_support)))
-    best: dict[str, dict[str, float]] = {}
-    for head in scores[grid[0]]:
-        w = max(sorted(grid, key=lambda g: abs(g - 0.5)), key=lambda g: scores[g][head])
-        best[head] = {"transformer": w, "tfidf": 1 - w}
-    log.info("ensemble weights of the transformer per head: %s", {h: b["transformer"] for h, b in best.items()})
-    return best
+        reports[w] = evaluate(val_df, mix, tune_thresholds(val_df, mix, min_support))
+    order = sorted(grid, key=lambda g: abs(g - 0.5))
+
+    def pick(head: str, slice_name: str) -> dict[str, float]:
+        w = max(order, key=lambda g: reports[g][head][slice_name]["macro_f1"])
+        return {"transformer": w, "tfidf": 1 - w}
+
+    head_weights: dict[str, dict[str, float]] = {}
+    lang_weights: dict[str, dict[str, dict[str, float]]] = {}
+    for head, slices in reports[grid[0]].items():
+        head_weights[head] = pick(head, "all")
+        for name, metrics in slices.items():
+            if name.startswith("lang_") and _enough(metrics, min_support):
+                lang_weights.setdefault(head, {})[name.removeprefix("lang_")] = pick(head, name)
+    log.info(
+        "ensemble: the transformer's share per head %s, per head and language %s",
+        {h: w["transformer"] for h, w in head_weights.items()},
+        {h: {lang: w["transformer"] for lang, w in by.items()} for h, by in lang_weights.items()},
+    )
+    return head_weights, lang_weights
 
 
 def fit_transformer_family(
@@ -257,11 +281,11 @@ def fit_transformer_family(
     test_p = {name: b.predict_proba(test_texts) for name, b in candidates.items()}
     if "tfidf" in candidates:
         members = {"transformer": candidates["transformer"], "tfidf": candidates["tfidf"]}
-        head_weights = ensemble_weights(val_df, {n: val_p[n] for n in members}, cfg.min_threshold_support)
-        ensemble = EnsembleBackend(members, {"transformer": 0.5, "tfidf": 0.5}, head_weights)
+        head_weights, lang_weights = ensemble_weights(val_df, {n: val_p[n] for n in members}, cfg.min_threshold_support)
+        ensemble = EnsembleBackend(members, {"transformer": 0.5, "tfidf": 0.5}, head_weights, lang_weights)
         candidates["ensemble"] = ensemble
-        val_p["ensemble"] = ensemble.combine({n: val_p[n] for n in members})
-        test_p["ensemble"] = ensemble.combine({n: test_p[n] for n in members})
+        val_p["ensemble"] = ensemble.combine({n: val_p[n] for n in members}, val_df["lang"].astype(str).tolist())
+        test_p["ensemble"] = ensemble.combine({n: test_p[n] for n in members}, test_df["lang"].astype(str).tolist())
     thresholds = {name: tune_thresholds(val_df, val_p[name], cfg.min_threshold_support) for name in candidates}
     val_scores = {name: _score(evaluate(val_df, val_p[name], thresholds[name])) for name in candidates}
     chosen = "transformer"
@@ -284,6 +308,7 @@ def fit_transformer_family(
             "base_model": tcfg.base_model,
             "quantization": quantization,
             "ensemble_head_weights": head_weights if "ensemble" in candidates else None,
+            "ensemble_lang_weights": lang_weights if "ensemble" in candidates else None,
             **vocab,
         },
     )
