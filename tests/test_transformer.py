@@ -315,3 +315,20 @@ def test_ensemble_with_head_weights_combines_per_head_and_survives_save_and_load
     assert again.head_weights == {"toxic": {"a": 0.75, "b": 0.25}} and again.lang_weights == ens.lang_weights
     assert np.allclose(again.predict_proba(["x", "y"])["toxic"], out["toxic"])
     assert np.allclose(again.predict_proba(["x", "y"], ["de", "pl"])["toxic"], by_lang["toxic"])
+
+
+def test_quantization_keeps_excluded_nodes_fp32(tiny_fit, tmp_path):
+    import onnx
+
+    result, _ = tiny_fit
+    export_onnx(result, tiny_cfg(), tmp_path / "default")
+    export_onnx(result, tiny_cfg(quantize_exclude=[]), tmp_path / "all")
+
+    def ops(directory):
+        return [(n.op_type, n.name) for n in onnx.load(str(directory / "model.onnx")).graph.node]
+
+    ffn = [op for op, name in ops(tmp_path / "default") if "/intermediate/dense/" in name or "layer.0/output/" in name]
+    assert "MatMul" in ffn  # the feed-forward MatMuls stay float
+    quantized = [op for op, _ in ops(tmp_path / "default") if op in ("MatMulInteger", "DynamicQuantizeMatMul")]
+    quantized_all = [op for op, _ in ops(tmp_path / "all") if op in ("MatMulInteger", "DynamicQuantizeMatMul")]
+    assert 0 < len(quantized) < len(quantized_all)

@@ -73,6 +73,12 @@ class TransformerConfig(_Strict):
     max_rows_per_source_train: int | None = Field(None, ge=10)
     max_rows_val: int | None = Field(4000, ge=10, description="validation rows used for early stopping")
     quantize: bool = True
+    quantize_exclude: list[str] = Field(
+        default_factory=lambda: [r"layer\.\d+/(intermediate|output)/dense/"],
+        description="regular expressions of ONNX node names kept fp32 when quantizing. Default: the BERT "
+        "feed-forward MatMuls; on a fine-tuned e5-small their int8 error was 5x that of all other MatMuls "
+        "together (mean |Δp| 0.018 -> 0.003)",
+    )
     quantization_check_rows: int = Field(
         2000,
         ge=0,

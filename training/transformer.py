@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import random
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -331,9 +332,14 @@ def export_onnx(result: FitResult, cfg: TransformerConfig, directory: Path) -> O
     )
     target = directory / OnnxBackend.MODEL
     if cfg.quantize:
+        import onnx
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        quantize_dynamic(str(fp32), str(target), weight_type=QuantType.QInt8, per_channel=True)
+        patterns = [re.compile(p) for p in cfg.quantize_exclude]
+        graph = onnx.load(str(fp32), load_external_data=False).graph
+        keep = [n.name for n in graph.node if any(p.search(n.name) for p in patterns)]
+        log.info("quantizing to int8; %d nodes kept fp32 (%s)", len(keep), ", ".join(cfg.quantize_exclude))
+        quantize_dynamic(str(fp32), str(target), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=keep)
         fp32.unlink()
     else:
         fp32.replace(target)
