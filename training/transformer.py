@@ -337,8 +337,10 @@ def export_onnx(result: FitResult, cfg: TransformerConfig, directory: Path) -> O
 
         patterns = [re.compile(p) for p in cfg.quantize_exclude]
         graph = onnx.load(str(fp32), load_external_data=False).graph
-        keep = [n.name for n in graph.node if any(p.search(n.name) for p in patterns)]
-        log.info("quantizing to int8; %d nodes kept fp32 (%s)", len(keep), ", ".join(cfg.quantize_exclude))
+        keep = [
+            n.name for n in graph.node if n.op_type in ("MatMul", "Gemm") and any(p.search(n.name) for p in patterns)
+        ]
+        log.info("quantizing to int8; %d MatMuls kept fp32 (%s)", len(keep), ", ".join(cfg.quantize_exclude))
         quantize_dynamic(str(fp32), str(target), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=keep)
         fp32.unlink()
     else:
