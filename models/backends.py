@@ -25,7 +25,9 @@ Probabilities = dict[str, np.ndarray]
 class Backend(Protocol):
     kind: str
 
-    def predict_proba(self, texts: list[str]) -> Probabilities: ...
+    def predict_proba(self, texts: list[str], langs: list[str] | None = None) -> Probabilities:
+        """``langs``: each text's language, for back-ends whose weighting depends on it (others ignore it)."""
+        ...
 
     def save(self, directory: Path) -> None: ...
 
@@ -84,7 +86,7 @@ class TfidfBackend:
         self.heads = heads
         self._fast = {h: FastLinear(e) if hasattr(e, "coef_") else e for h, e in heads.items()}
 
-    def predict_proba(self, texts: list[str]) -> Probabilities:
+    def predict_proba(self, texts: list[str], langs: list[str] | None = None) -> Probabilities:
         n = len(texts)
         out: Probabilities = {
             "sentiment": np.full((n, len(SENTIMENT_LABELS)), 1.0 / len(SENTIMENT_LABELS)),
@@ -141,7 +143,7 @@ class OnnxBackend:
     def write_config(cls, directory: Path, **config: Any) -> None:
         (Path(directory) / cls.CONFIG).write_text(json.dumps(config, indent=2), encoding="utf-8")
 
-    def predict_proba(self, texts: list[str]) -> Probabilities:
+    def predict_proba(self, texts: list[str], langs: list[str] | None = None) -> Probabilities:
         n = len(texts)
         sentiment = np.zeros((n, len(SENTIMENT_LABELS)))
         binary = np.zeros((n, len(BINARY_HEADS)))

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-from models.backends import Backend, EnsembleBackend, load_backend
+from models.backends import Backend, load_backend
 from models.lang import default_detector
 from models.schema import BINARY_HEADS, LANGUAGES, OUTPUT_COLUMNS, SENTIMENT_LABELS
 from models.text import normalize
@@ -70,11 +70,7 @@ class TriageModel:
             lang if isinstance(lang, str) and lang in LANGUAGES else detector.detect(text)
             for text, lang in zip(texts, given, strict=True)
         ]
-        normalized = [normalize(t) for t in texts]
-        if isinstance(self.backend, EnsembleBackend):  # its member weights may differ per language
-            proba = self.backend.predict_proba(normalized, langs=languages)
-        else:
-            proba = self.backend.predict_proba(normalized)
+        proba = self.backend.predict_proba([normalize(t) for t in texts], langs=languages)
         frame: dict[str, Any] = {"language": languages}
         sentiment = proba["sentiment"]
         frame["sentiment"] = [SENTIMENT_LABELS[i] for i in np.argmax(sentiment, axis=1)]

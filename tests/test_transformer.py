@@ -26,11 +26,31 @@ from training.transformer import (
 from .conftest import SEED
 
 
+def save_tiny_bert(folder, tok, **special) -> None:
+    """Save the trained ``tok`` and a 2-layer, 32-wide BERT over its vocabulary as a transformers folder.
+
+    ``special``: the tokenizer's special tokens (``pad_token="[PAD]"``, ...); the model pads with ``pad_token``.
+    """
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=128, **special).save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        pad_token_id=tok.token_to_id(special["pad_token"]),
+    )
+    BertModel(config, add_pooling_layer=False).save_pretrained(folder)
+
+
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory, seed_rows):
     """A 2-layer BERT with a WordPiece vocabulary trained on the seed texts, saved as a transformers folder."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
     folder = tmp_path_factory.mktemp("tiny-bert")
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
@@ -42,26 +62,9 @@ def tiny_base(tmp_path_factory, seed_rows):
         single="[CLS] $A [SEP]",
         special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
     )
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-        model_max_length=128,
+    save_tiny_bert(
+        folder, tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"
     )
-    fast.save_pretrained(folder)
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=tok.get_vocab_size(),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    BertModel(config, add_pooling_layer=False).save_pretrained(folder)
     return str(folder)
 
 

@@ -14,13 +14,12 @@ from training.config import TrainConfig
 from training.vocab import VocabTrimError, trim_model
 
 from .conftest import SEED
-from .test_transformer import tiny_cfg
+from .test_transformer import save_tiny_bert, tiny_cfg
 
 
 @pytest.fixture(scope="session")
 def unigram_base(tmp_path_factory, seed_rows):
     from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
     folder = tmp_path_factory.mktemp("tiny-unigram")
     tok = Tokenizer(models.Unigram())
@@ -30,26 +29,7 @@ def unigram_base(tmp_path_factory, seed_rows):
     )
     tok.train_from_iterator([r["text"] for r in seed_rows] + ["中文字符 日本語"], trainer)
     tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        model_max_length=128,
-    )
-    fast.save_pretrained(folder)
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=tok.get_vocab_size(),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        pad_token_id=1,
-    )
-    BertModel(config, add_pooling_layer=False).save_pretrained(folder)
+    save_tiny_bert(folder, tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>")
     return folder
 
 

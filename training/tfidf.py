@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-import numpy as np
 import pandas as pd
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 from sklearn.linear_model import LogisticRegression, SGDClassifier
@@ -72,12 +71,11 @@ def fit_tfidf(train: pd.DataFrame, cfg: TfidfConfig, source_weights: Mapping[str
 
     ``source_weights`` scale the sample weight of a source's rows (0 drops them from the fit).
     """
+    weights = None
     if source_weights:
         weights = train["source"].map(lambda s: float(source_weights.get(str(s), 1.0))).to_numpy()
         train = train[weights > 0]
         weights = weights[weights > 0]
-    else:
-        weights = np.ones(len(train))
     texts = train["norm_text"].tolist()
     featurizer = build_featurizer(cfg)
     features = featurizer.fit_transform(texts)
@@ -92,6 +90,6 @@ def fit_tfidf(train: pd.DataFrame, cfg: TfidfConfig, source_weights: Mapping[str
             continue
         log.info("head %s: fitting on %d rows", head, int(mask.sum()))
         clf = make_classifier(cfg, rows=int(mask.sum()), classes=len(set(y)))
-        clf.fit(features[mask], y, sample_weight=weights[mask] if source_weights else None)
+        clf.fit(features[mask], y, sample_weight=None if weights is None else weights[mask])
         heads[head] = clf
     return TfidfBackend(featurizer, heads)

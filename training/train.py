@@ -156,6 +156,11 @@ def _cap(frame: pd.DataFrame, per_source: int | None, seed: int) -> pd.DataFrame
     return _cap_per_source(frame, per_source, seed) if per_source else frame
 
 
+def _cap_total(frame: pd.DataFrame, total: int | None, seed: int) -> pd.DataFrame:
+    """About ``total`` rows, the same number from each source."""
+    return _cap(frame, max(1, total // max(1, frame["source"].nunique())) if total else None, seed)
+
+
 def fit_tfidf_family(train_df: pd.DataFrame, val_df: pd.DataFrame, test_df: pd.DataFrame, cfg: TrainConfig) -> Fitted:
     backend = fit_tfidf(train_df, cfg.tfidf, cfg.source_weights)
     thresholds = tune_thresholds(val_df, backend.predict_proba(val_df["norm_text"].tolist()), cfg.min_threshold_support)
@@ -175,8 +180,7 @@ def quantization_check(
     n = cfg.transformer.quantization_check_rows
     if not n:
         return None
-    val = _cap(val_df, max(1, n // max(1, val_df["source"].nunique())), cfg.split.seed)
-    test = _cap(test_df, max(1, n // max(1, test_df["source"].nunique())), cfg.split.seed)
+    val, test = _cap_total(val_df, n, cfg.split.seed), _cap_total(test_df, n, cfg.split.seed)
     pad = fit.tokenizer.pad_token_id if fit.tokenizer.pad_token_id is not None else 0
     scorers = {
         "pytorch_fp32": lambda texts: torch_proba(fit.model, encode(fit.tokenizer, texts, cfg.transformer), pad),
@@ -258,7 +262,7 @@ def fit_transformer_family(
     tcfg = cfg.transformer
     base = resolve_base_model(tcfg.base_model, settings.home)
     vocab: dict[str, Any] = {}
-    head_weights: dict[str, dict[str, float]] = {}
+    weights_meta: dict[str, Any] = {"ensemble_head_weights": None, "ensemble_lang_weights": None}
     if tcfg.trim_vocab:
         from training.vocab import trim_model
 
@@ -266,9 +270,7 @@ def fit_transformer_family(
         trimmed = trim_model(base, texts, settings.home / "base_models" / "trimmed", prefix=tcfg.text_prefix)
         base = str(trimmed.path)
         vocab = {"vocab_before": trimmed.before, "vocab_after": trimmed.after}
-    early_val = _cap(
-        val_df, tcfg.max_rows_val // max(1, val_df["source"].nunique()) if tcfg.max_rows_val else None, cfg.split.seed
-    )
+    early_val = _cap_total(val_df, tcfg.max_rows_val, cfg.split.seed)
     fit = fit_transformer(
         _cap(train_df, tcfg.max_rows_per_source_train, cfg.split.seed), early_val, tcfg, base, cfg.source_weights
     )
@@ -283,6 +285,7 @@ def fit_transformer_family(
         members = {"transformer": candidates["transformer"], "tfidf": candidates["tfidf"]}
         head_weights, lang_weights = ensemble_weights(val_df, {n: val_p[n] for n in members}, cfg.min_threshold_support)
         ensemble = EnsembleBackend(members, {"transformer": 0.5, "tfidf": 0.5}, head_weights, lang_weights)
+        weights_meta = {"ensemble_head_weights": head_weights, "ensemble_lang_weights": lang_weights}
         candidates["ensemble"] = ensemble
         val_p["ensemble"] = ensemble.combine({n: val_p[n] for n in members}, val_df["lang"].astype(str).tolist())
         test_p["ensemble"] = ensemble.combine({n: test_p[n] for n in members}, test_df["lang"].astype(str).tolist())
@@ -307,8 +310,7 @@ def fit_transformer_family(
             "fit_seconds": fit.seconds,
             "base_model": tcfg.base_model,
             "quantization": quantization,
-            "ensemble_head_weights": head_weights if "ensemble" in candidates else None,
-            "ensemble_lang_weights": lang_weights if "ensemble" in candidates else None,
+            **weights_meta,
             **vocab,
         },
     )
