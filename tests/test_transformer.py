@@ -243,6 +243,32 @@ def test_balanced_sampler_weights_scale_a_bucket_and_zero_never_draws_it():
         BalancedSampler(buckets, 10, 0.5, 1, weights={"a": 0, "b": 0, "c": 0})
 
 
+def test_length_grouped_batches_keep_the_sampler_rows_and_cut_padding():
+    from training.transformer import LengthGroupedBatches
+
+    rng = np.random.default_rng(3)
+    buckets = ["a"] * 500 + ["b"] * 100
+    lengths = list(rng.integers(4, 65, size=600))
+
+    def padding(batches, n=200):
+        drawn, real, padded = [], 0, 0
+        for _ in range(n):
+            rows = batches.batch()
+            assert len(rows) == 16
+            drawn += rows
+            real += sum(lengths[r] for r in rows)
+            padded += 16 * max(lengths[r] for r in rows)
+        return drawn, 1 - real / padded
+
+    plain_rows, plain_pad = padding(LengthGroupedBatches(BalancedSampler(buckets, 16, 0.5, 7), lengths, 1, 7))
+    grouped_rows, grouped_pad = padding(LengthGroupedBatches(BalancedSampler(buckets, 16, 0.5, 7), lengths, 8, 7))
+    again_rows, _ = padding(LengthGroupedBatches(BalancedSampler(buckets, 16, 0.5, 7), lengths, 8, 7))
+    # the same rows as the sampler draws (so the same balance across sources), regrouped by length
+    assert Counter(grouped_rows) == Counter(plain_rows)
+    assert grouped_rows != plain_rows and grouped_rows == again_rows
+    assert plain_pad > 0.3 and grouped_pad < plain_pad / 3
+
+
 class _Fixed:
     """A back-end that returns given probabilities (to test how an ensemble combines and persists)."""
 
@@ -291,6 +317,46 @@ def test_ensemble_weights_follow_the_better_member_per_head_and_language():
     pl, en = langs == "pl", langs == "en"
     assert np.abs(mixed["toxic"][pl] - good_tox[pl]).mean() < np.abs(tox_tfidf[pl] - good_tox[pl]).mean() / 2
     assert np.abs(mixed["toxic"][en] - good_tox[en]).mean() < np.abs(tox_transformer[en] - good_tox[en]).mean() / 2
+
+
+def test_ensemble_weights_count_each_source_once_not_each_row():
+    from training.train import ensemble_weights
+
+    rng = np.random.default_rng(2)
+    big, small = 2400, 300  # two Polish toxicity corpora with different definitions, 8:1 rows
+    source = np.array(["big"] * big + ["small"] * small)
+    y = rng.integers(0, 2, big + small)
+    sign, is_big = 2 * y - 1, source == "big"
+    # the transformer is strong on the big corpus and leans the wrong way on the small one; TF-IDF is weak
+    # on the big corpus and strong on the small one
+    transformer = 1 / (1 + np.exp(-(np.where(is_big, 3, -1) * sign + rng.normal(size=y.size))))
+    tfidf = 1 / (1 + np.exp(-(np.where(is_big, 1, 3) * sign + rng.normal(size=y.size))))
+    noise = rng.random(y.size)
+    n = big + small
+    frame = pd.DataFrame(
+        {
+            "lang": "pl",
+            "source": source,
+            "sentiment": None,
+            "toxic": pd.array(y, dtype="Int8"),
+            "complaint": pd.array([None] * n, dtype="Int8"),
+            "question": pd.array([None] * n, dtype="Int8"),
+        }
+    )
+    outputs = {
+        "transformer": {
+            "sentiment": np.full((n, 3), 1 / 3),
+            "toxic": transformer,
+            "complaint": noise,
+            "question": noise,
+        },
+        "tfidf": {"sentiment": np.full((n, 3), 1 / 3), "toxic": tfidf, "complaint": noise, "question": noise},
+    }
+    pooled, pooled_lang = ensemble_weights(frame, outputs, 10, selection="pooled")
+    per_source, per_source_lang = ensemble_weights(frame, outputs, 10, selection="source_mean")
+    # pooled: the big corpus's rows pick an even mix; per source: the small corpus counts as much as the big one
+    assert pooled["toxic"]["transformer"] == pooled_lang["toxic"]["pl"]["transformer"] == 0.5
+    assert per_source["toxic"]["transformer"] == per_source_lang["toxic"]["pl"]["transformer"] == 0.25
 
 
 def test_ensemble_with_head_weights_combines_per_head_and_survives_save_and_load(tmp_path, monkeypatch):

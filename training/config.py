@@ -70,6 +70,12 @@ class TransformerConfig(_Strict):
         "and symbol characters): a ~4x smaller embedding table, so a smaller, faster-loading served model",
     )
     balance_alpha: float = Field(0.5, ge=0, le=1, description="P(source bucket) ∝ size ** alpha")
+    length_group: int = Field(
+        1,
+        ge=1,
+        description="draw this many batches at once, sort their rows by length and train on them as batches of "
+        "similar length in random order: less padding, so more steps in a CPU budget (1: off)",
+    )
     max_rows_per_source_train: int | None = Field(None, ge=10)
     max_rows_val: int | None = Field(4000, ge=10, description="validation rows used for early stopping")
     quantize: bool = True
@@ -108,6 +114,11 @@ class TrainConfig(_Strict):
     transformer: TransformerConfig = TransformerConfig()
     ensemble: Literal["auto", "always", "never"] = Field(
         "auto", description="transformer family: also train TF-IDF and serve the average if it wins on validation"
+    )
+    ensemble_selection: Literal["source_mean", "pooled"] = Field(
+        "source_mean",
+        description="how the ensemble's weights are chosen on validation: the mean macro-F1 over the (language, "
+        "source) cells, each corpus counting once (source_mean), or the macro-F1 over all rows (pooled)",
     )
 
     @model_validator(mode="after")

@@ -22,7 +22,7 @@ from models.store import artifact_location, configure_mlflow
 from models.text import normalize
 from training.config import TrainConfig
 from training.data import LoadedData, load_data, summarize
-from training.evaluate import comparison_table, evaluate, flatten, headline, report_table, tune_thresholds
+from training.evaluate import cell_scores, comparison_table, evaluate, flatten, headline, report_table, tune_thresholds
 from training.registry import FINGERPRINT_TAG
 from training.settings import TrainingSettings
 from training.split import assign_splits, rank_key
@@ -212,34 +212,50 @@ def _enough(metrics: dict[str, float], min_support: int) -> bool:
 
 
 def ensemble_weights(
-    val_df: pd.DataFrame, outputs: dict[str, Any], min_support: int, grid: tuple[float, ...] = ENSEMBLE_GRID
+    val_df: pd.DataFrame,
+    outputs: dict[str, Any],
+    min_support: int,
+    grid: tuple[float, ...] = ENSEMBLE_GRID,
+    selection: str = "source_mean",
 ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, dict[str, float]]]]:
     """The transformer's share of the average (the rest TF-IDF's) with the best validation macro-F1: per head,
     and per head and language where the language has enough validation rows (as for its own threshold).
 
+    ``selection="source_mean"`` scores a weight by the mean macro-F1 over the (language, source) cells with
+    enough labels, so each corpus counts once however many rows it has (BAN-PL's 2:1 rows do not pick the
+    Polish toxic weight for PolEval); ``"pooled"`` by the macro-F1 over all rows of the head or language.
     Each candidate weight gets its own thresholds tuned on the same validation rows; ties go to 0.5.
     """
     from models.backends import EnsembleBackend
 
-    reports = {}
+    reports, cells = {}, {}
     for w in grid:
         mix = EnsembleBackend({}, {"transformer": w, "tfidf": 1 - w}).combine(outputs)
-        reports[w] = evaluate(val_df, mix, tune_thresholds(val_df, mix, min_support))
+        thresholds = tune_thresholds(val_df, mix, min_support)
+        reports[w] = evaluate(val_df, mix, thresholds)
+        cells[w] = cell_scores(val_df, mix, thresholds, min_support) if selection == "source_mean" else {}
     order = sorted(grid, key=lambda g: abs(g - 0.5))
 
-    def pick(head: str, slice_name: str) -> dict[str, float]:
-        w = max(order, key=lambda g: reports[g][head][slice_name]["macro_f1"])
+    def score(w: float, head: str, lang: str | None) -> float:
+        scores = [v for (cell_lang, _), v in cells[w].get(head, {}).items() if lang in (None, cell_lang)]
+        if scores:
+            return float(np.mean(scores))
+        return reports[w][head]["all" if lang is None else f"lang_{lang}"]["macro_f1"]
+
+    def pick(head: str, lang: str | None) -> dict[str, float]:
+        w = max(order, key=lambda g: score(g, head, lang))
         return {"transformer": w, "tfidf": 1 - w}
 
     head_weights: dict[str, dict[str, float]] = {}
     lang_weights: dict[str, dict[str, dict[str, float]]] = {}
     for head, slices in reports[grid[0]].items():
-        head_weights[head] = pick(head, "all")
+        head_weights[head] = pick(head, None)
         for name, metrics in slices.items():
             if name.startswith("lang_") and _enough(metrics, min_support):
-                lang_weights.setdefault(head, {})[name.removeprefix("lang_")] = pick(head, name)
+                lang_weights.setdefault(head, {})[name.removeprefix("lang_")] = pick(head, name.removeprefix("lang_"))
     log.info(
-        "ensemble: the transformer's share per head %s, per head and language %s",
+        "ensemble (%s): the transformer's share per head %s, per head and language %s",
+        selection,
         {h: w["transformer"] for h, w in head_weights.items()},
         {h: {lang: w["transformer"] for lang, w in by.items()} for h, by in lang_weights.items()},
     )
@@ -283,7 +299,9 @@ def fit_transformer_family(
     test_p = {name: b.predict_proba(test_texts) for name, b in candidates.items()}
     if "tfidf" in candidates:
         members = {"transformer": candidates["transformer"], "tfidf": candidates["tfidf"]}
-        head_weights, lang_weights = ensemble_weights(val_df, {n: val_p[n] for n in members}, cfg.min_threshold_support)
+        head_weights, lang_weights = ensemble_weights(
+            val_df, {n: val_p[n] for n in members}, cfg.min_threshold_support, selection=cfg.ensemble_selection
+        )
         ensemble = EnsembleBackend(members, {"transformer": 0.5, "tfidf": 0.5}, head_weights, lang_weights)
         weights_meta = {"ensemble_head_weights": head_weights, "ensemble_lang_weights": lang_weights}
         candidates["ensemble"] = ensemble

@@ -146,6 +146,30 @@ class BalancedSampler:
         return [self._take(int(b)) for b in self.rng.choice(len(self.names), size=self.batch_size, p=self.probs)]
 
 
+class LengthGroupedBatches:
+    """Batches of similar length from a :class:`BalancedSampler`: ``group`` batches are drawn at once, their
+    rows sorted by token length, cut into batches again and handed out in random order. The rows, and so
+    the balance across sources, are the sampler's; only which rows share a batch (and its padding) changes.
+    Deterministic for a seed."""
+
+    def __init__(self, sampler: BalancedSampler, lengths: list[int], group: int, seed: int):
+        self.sampler = sampler
+        self.lengths = lengths
+        self.group = group
+        self.rng = np.random.default_rng(seed + 1)
+        self._queue: list[list[int]] = []
+
+    def batch(self) -> list[int]:
+        if not self._queue:
+            rows = [row for _ in range(self.group) for row in self.sampler.batch()]
+            if self.group > 1:
+                rows.sort(key=lambda r: self.lengths[r])
+            size = self.sampler.batch_size
+            batches = [rows[i : i + size] for i in range(0, len(rows), size)]
+            self._queue = [batches[i] for i in self.rng.permutation(len(batches))]
+        return self._queue.pop()
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -247,6 +271,7 @@ def fit_transformer(
     sampler = BalancedSampler(
         train["source"].astype(str).tolist(), cfg.batch_size, cfg.balance_alpha, cfg.seed, source_weights
     )
+    batches = LengthGroupedBatches(sampler, [len(ids) for ids in train_ids], cfg.length_group, cfg.seed)
 
     head_params = list(model.sentiment.parameters()) + list(model.binary.parameters())
     encoder_params = [p for p in model.encoder.parameters() if p.requires_grad]
@@ -263,11 +288,13 @@ def fit_transformer(
     started = time.monotonic()
     best_score, best_state, bad_evals = -1.0, None, 0
     history: list[dict[str, float]] = []
-    step = 0
+    step, real_tokens, batch_tokens = 0, 0, 0
     for step in range(1, total + 1):
         model.train()
-        rows = sampler.batch()
+        rows = batches.batch()
         input_ids, attention = _pad([train_ids[i] for i in rows], pad_id)
+        real_tokens += int(attention.sum())
+        batch_tokens += attention.numel()
         sentiment_logits, binary_logits = model(input_ids.to(device), attention.to(device))
         loss, _ = masked_loss(sentiment_logits, binary_logits, sent_y[rows].to(device), bin_y[rows].to(device))
         optimizer.zero_grad(set_to_none=True)
@@ -283,14 +310,20 @@ def fit_transformer(
             history.append(
                 {
                     "step": step,
-                    "loss": float(loss),
+                    "loss": float(loss.detach()),
                     "val_score": score,
                     "seconds": time.monotonic() - started,
+                    "padding_share": 1 - real_tokens / max(1, batch_tokens),
                     **{f"val_{k}": v for k, v in scores.items()},
                 }
             )
             log.info(
-                "step %d/%d loss %.4f val %.4f (%.0fs)", step, total, float(loss), score, time.monotonic() - started
+                "step %d/%d loss %.4f val %.4f (%.0fs)",
+                step,
+                total,
+                float(loss.detach()),
+                score,
+                time.monotonic() - started,
             )
             if score > best_score + 1e-4:
                 best_score, bad_evals = score, 0
