@@ -222,8 +222,8 @@ def ensemble_weights(
     and per head and language where the language has enough validation rows (as for its own threshold).
 
     ``selection="source_mean"`` scores a weight by the mean macro-F1 over the (language, source) cells with
-    enough labels, so each corpus counts once however many rows it has (BAN-PL's 2:1 rows do not pick the
-    Polish toxic weight for PolEval); ``"pooled"`` by the macro-F1 over all rows of the head or language.
+    enough labels, so each corpus counts once however many rows it has (BAN-PL's rows, twice PolEval's, count
+    no more than PolEval's); ``"pooled"`` by the macro-F1 over all rows of the head or language.
     Each candidate weight gets its own thresholds tuned on the same validation rows; ties go to 0.5.
     """
     from models.backends import EnsembleBackend
