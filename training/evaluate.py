@@ -119,36 +119,6 @@ def evaluate(
     return report
 
 
-def cell_scores(
-    frame: pd.DataFrame, proba: Probabilities, thresholds: dict[str, dict[str, float]], min_support: int
-) -> dict[str, dict[tuple[str, str], float]]:
-    """Macro-F1 per head and (language, source) cell, for the cells with enough labels to measure: at least
-    ``min_support`` rows of each class of a binary head, ``3 * min_support`` rows for sentiment."""
-    out: dict[str, dict[tuple[str, str], float]] = {}
-    for head in ("sentiment", *BINARY_HEADS):
-        mask = frame[head].notna().to_numpy()
-        if not mask.any():
-            continue
-        sub = frame.loc[mask]
-        cells: dict[tuple[str, str], float] = {}
-        if head == "sentiment":
-            y = sub["sentiment"].astype(str).to_numpy()
-            p = proba["sentiment"][mask]
-        else:
-            y = sub[head].astype(int).to_numpy()
-            predicted = apply_thresholds(proba[head][mask], sub["lang"].to_numpy(), thresholds.get(head, {}))
-        for (lang, source), index in sub.groupby(["lang", "source"], observed=True).indices.items():
-            if head == "sentiment":
-                if len(index) >= 3 * min_support:
-                    cells[(str(lang), str(source))] = sentiment_metrics(y[index], p[index])["macro_f1"]
-            elif min(y[index].sum(), len(index) - y[index].sum()) >= min_support:
-                cells[(str(lang), str(source))] = float(
-                    f1_score(y[index], predicted[index], average="macro", zero_division=0)
-                )
-        out[head] = cells
-    return out
-
-
 def flatten(report: dict[str, dict[str, dict[str, float]]], prefix: str) -> dict[str, float]:
     """MLflow metric names such as ``test/toxic/lang_pl/f1``."""
     return {

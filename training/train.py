@@ -22,7 +22,7 @@ from models.store import artifact_location, configure_mlflow
 from models.text import normalize
 from training.config import TrainConfig
 from training.data import LoadedData, load_data, summarize
-from training.evaluate import cell_scores, comparison_table, evaluate, flatten, headline, report_table, tune_thresholds
+from training.evaluate import comparison_table, evaluate, flatten, headline, report_table, tune_thresholds
 from training.registry import FINGERPRINT_TAG
 from training.settings import TrainingSettings
 from training.split import assign_splits, rank_key
@@ -211,6 +211,19 @@ def _enough(metrics: dict[str, float], min_support: int) -> bool:
     return metrics["support"] >= 3 * min_support
 
 
+def _cell_scores(
+    frame: pd.DataFrame, proba: dict[str, Any], thresholds: dict[str, dict[str, float]], min_support: int
+) -> dict[str, dict[tuple[str, str], float]]:
+    """Macro-F1 per head and (language, source) cell, for the cells with enough labels to measure (``_enough``)."""
+    out: dict[str, dict[tuple[str, str], float]] = {}
+    for (lang, source), index in frame.groupby(["lang", "source"], observed=True).indices.items():
+        report = evaluate(frame.iloc[index], {h: p[index] for h, p in proba.items()}, thresholds)
+        for head, slices in report.items():
+            if _enough(slices["all"], min_support):
+                out.setdefault(head, {})[(str(lang), str(source))] = slices["all"]["macro_f1"]
+    return out
+
+
 def ensemble_weights(
     val_df: pd.DataFrame,
     outputs: dict[str, Any],
@@ -233,7 +246,7 @@ def ensemble_weights(
         mix = EnsembleBackend({}, {"transformer": w, "tfidf": 1 - w}).combine(outputs)
         thresholds = tune_thresholds(val_df, mix, min_support)
         reports[w] = evaluate(val_df, mix, thresholds)
-        cells[w] = cell_scores(val_df, mix, thresholds, min_support) if selection == "source_mean" else {}
+        cells[w] = _cell_scores(val_df, mix, thresholds, min_support) if selection == "source_mean" else {}
     order = sorted(grid, key=lambda g: abs(g - 0.5))
 
     def score(w: float, head: str, lang: str | None) -> float:
