@@ -46,7 +46,9 @@ def test_pyfunc_round_trip_by_alias(registry):
     info = mlflow.models.get_model_info(f"models:/{MODEL_NAME}@champion")
     assert [c.name for c in info.signature.inputs.inputs] == ["text", "lang"]
     meta = model.unwrap_python_model().model.meta
-    assert meta["data_summary"]["rows"] == 700 and set(meta["thresholds"]) == {"toxic", "complaint", "question"}
+    assert meta["data_summary"]["rows"] == 700
+    assert set(meta["thresholds"]) == {"toxic", "complaint", "question", "sentiment"}
+    assert all(len(offsets) == 3 for offsets in meta["thresholds"]["sentiment"].values())
     # A given language is used as is.
     forced = model.predict(pd.DataFrame({"text": ["ok"], "lang": ["de"]}))
     assert forced.loc[0, "language"] == "de"
