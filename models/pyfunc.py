@@ -24,19 +24,6 @@ META_FILE = "meta.json"
 DEFAULT_THRESHOLD = 0.5
 
 
-def sentiment_choice(proba: np.ndarray, langs: list[str], offsets: dict[str, list[float]]) -> np.ndarray:
-    """The index of each row's sentiment label: argmax of log P + the offsets of its language (or "default").
-
-    The offsets, tuned on validation, are to the 3-way sentiment what thresholds are to a binary head; without
-    them (or all 0) this is the plain argmax. The probabilities themselves are never changed.
-    """
-    if not offsets:
-        return np.argmax(proba, axis=1)
-    base = offsets.get("default", [0.0] * len(SENTIMENT_LABELS))
-    shift = np.array([offsets.get(lang, base) for lang in langs], dtype=np.float64).reshape(len(langs), -1)
-    return np.argmax(np.log(np.clip(proba, 1e-12, 1.0)) + shift, axis=1)
-
-
 class TriageModel:
     """A back-end plus what turns its probabilities into the output contract."""
 
@@ -51,10 +38,6 @@ class TriageModel:
             table = value if isinstance(value, dict) else {"default": value}
             self.thresholds[head] = {str(k): float(v) for k, v in table.items()}
             self.thresholds[head].setdefault("default", DEFAULT_THRESHOLD)
-        # {"default": [o_neg, o_neu, o_pos], "<lang>": [...]}: sentiment's decision offsets (none: plain argmax).
-        self.sentiment_offsets: dict[str, list[float]] = {
-            str(k): [float(x) for x in v] for k, v in given.get("sentiment", {}).items()
-        }
 
     def threshold(self, head: str, lang: str) -> float:
         table = self.thresholds[head]
@@ -70,10 +53,7 @@ class TriageModel:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.backend.save(directory)
-        decisions: dict[str, Any] = {**self.thresholds}
-        if self.sentiment_offsets:
-            decisions["sentiment"] = self.sentiment_offsets
-        meta = {**self.meta, "backend": self.backend.kind, "thresholds": decisions}
+        meta = {**self.meta, "backend": self.backend.kind, "thresholds": self.thresholds}
         (directory / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
         return directory
 
@@ -93,8 +73,7 @@ class TriageModel:
         proba = self.backend.predict_proba([normalize(t) for t in texts], langs=languages)
         frame: dict[str, Any] = {"language": languages}
         sentiment = proba["sentiment"]
-        choice = sentiment_choice(sentiment, languages, self.sentiment_offsets)
-        frame["sentiment"] = [SENTIMENT_LABELS[i] for i in choice]
+        frame["sentiment"] = [SENTIMENT_LABELS[i] for i in np.argmax(sentiment, axis=1)]
         for head in BINARY_HEADS:
             cut = np.array([self.threshold(head, lang) for lang in languages], dtype=np.float64)
             frame[head] = proba[head] >= cut

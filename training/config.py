@@ -115,16 +115,6 @@ class TrainConfig(_Strict):
     ensemble: Literal["auto", "always", "never"] = Field(
         "auto", description="transformer family: also train TF-IDF and serve the average if it wins on validation"
     )
-    threshold_selection: Literal["source_mean", "pooled"] = Field(
-        "source_mean",
-        description="what a decision threshold maximises on validation: the mean F1 over the sources it applies "
-        "to, each corpus counting once (source_mean), or the F1 over all its rows (pooled)",
-    )
-    sentiment_offsets: bool = Field(
-        True,
-        description="tune sentiment's per-language class offsets on validation (as thresholds are for the binary "
-        "heads; same selection); off: the plain argmax of the probabilities",
-    )
     ensemble_selection: Literal["source_mean", "pooled"] = Field(
         "source_mean",
         description="how the ensemble's weights are chosen on validation: the mean macro-F1 over the (language, "

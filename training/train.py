@@ -16,14 +16,13 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from models.backends import Probabilities
 from models.pyfunc import CommentTriagePyfunc, TriageModel, models_package_dir, signature_and_example
 from models.schema import HEADS, MODEL_NAME
 from models.store import artifact_location, configure_mlflow
 from models.text import normalize
 from training.config import TrainConfig
 from training.data import LoadedData, load_data, summarize
-from training.evaluate import Thresholds, comparison_table, evaluate, flatten, headline, report_table, tune_thresholds
+from training.evaluate import comparison_table, evaluate, flatten, headline, report_table, tune_thresholds
 from training.registry import FINGERPRINT_TAG
 from training.settings import TrainingSettings
 from training.split import assign_splits, rank_key
@@ -140,7 +139,7 @@ def _serving_notes(meta: dict[str, Any]) -> list[str]:
 @dataclass
 class Fitted:
     backend: Any
-    thresholds: Thresholds
+    thresholds: dict[str, dict[str, float]]
     report: dict[str, Any]
     chosen: str
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -162,14 +161,9 @@ def _cap_total(frame: pd.DataFrame, total: int | None, seed: int) -> pd.DataFram
     return _cap(frame, max(1, total // max(1, frame["source"].nunique())) if total else None, seed)
 
 
-def _tune(cfg: TrainConfig, frame: pd.DataFrame, proba: Probabilities) -> Thresholds:
-    """The decision rules of ``cfg`` tuned on ``frame`` (validation rows)."""
-    return tune_thresholds(frame, proba, cfg.min_threshold_support, cfg.threshold_selection, cfg.sentiment_offsets)
-
-
 def fit_tfidf_family(train_df: pd.DataFrame, val_df: pd.DataFrame, test_df: pd.DataFrame, cfg: TrainConfig) -> Fitted:
     backend = fit_tfidf(train_df, cfg.tfidf, cfg.source_weights)
-    thresholds = _tune(cfg, val_df, backend.predict_proba(val_df["norm_text"].tolist()))
+    thresholds = tune_thresholds(val_df, backend.predict_proba(val_df["norm_text"].tolist()), cfg.min_threshold_support)
     report = evaluate(test_df, backend.predict_proba(test_df["norm_text"].tolist()), thresholds)
     return Fitted(backend, thresholds, report, "tfidf", {"tfidf": report})
 
@@ -196,7 +190,7 @@ def quantization_check(
     for name, score in scorers.items():
         val_p = score(val["norm_text"].tolist())
         test_p[name] = score(test["norm_text"].tolist())
-        thresholds = _tune(cfg, val, val_p)
+        thresholds = tune_thresholds(val, val_p, cfg.min_threshold_support)
         macro_f1[name] = headline(evaluate(test, test_p[name], thresholds))
     ref, new = test_p["pytorch_fp32"], test_p["exported"]
     out = {
@@ -218,7 +212,7 @@ def _enough(metrics: dict[str, float], min_support: int) -> bool:
 
 
 def _cell_scores(
-    frame: pd.DataFrame, proba: dict[str, Any], thresholds: Thresholds, min_support: int
+    frame: pd.DataFrame, proba: dict[str, Any], thresholds: dict[str, dict[str, float]], min_support: int
 ) -> dict[str, dict[tuple[str, str], float]]:
     """Macro-F1 per head and (language, source) cell, for the cells with enough labels to measure (``_enough``)."""
     out: dict[str, dict[tuple[str, str], float]] = {}
@@ -236,7 +230,6 @@ def ensemble_weights(
     min_support: int,
     grid: tuple[float, ...] = ENSEMBLE_GRID,
     selection: str = "source_mean",
-    threshold_selection: str = "pooled",
 ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, dict[str, float]]]]:
     """The transformer's share of the average (the rest TF-IDF's) with the best validation macro-F1: per head,
     and per head and language where the language has enough validation rows (as for its own threshold).
@@ -244,15 +237,14 @@ def ensemble_weights(
     ``selection="source_mean"`` scores a weight by the mean macro-F1 over the (language, source) cells with
     enough labels, so each corpus counts once however many rows it has (BAN-PL's rows, twice PolEval's, count
     no more than PolEval's); ``"pooled"`` by the macro-F1 over all rows of the head or language.
-    Each candidate weight gets its own thresholds tuned on the same validation rows (``threshold_selection``);
-    ties go to 0.5.
+    Each candidate weight gets its own thresholds tuned on the same validation rows; ties go to 0.5.
     """
     from models.backends import EnsembleBackend
 
     reports, cells = {}, {}
     for w in grid:
         mix = EnsembleBackend({}, {"transformer": w, "tfidf": 1 - w}).combine(outputs)
-        thresholds = tune_thresholds(val_df, mix, min_support, threshold_selection)
+        thresholds = tune_thresholds(val_df, mix, min_support)
         reports[w] = evaluate(val_df, mix, thresholds)
         cells[w] = _cell_scores(val_df, mix, thresholds, min_support) if selection == "source_mean" else {}
     order = sorted(grid, key=lambda g: abs(g - 0.5))
@@ -321,18 +313,14 @@ def fit_transformer_family(
     if "tfidf" in candidates:
         members = {"transformer": candidates["transformer"], "tfidf": candidates["tfidf"]}
         head_weights, lang_weights = ensemble_weights(
-            val_df,
-            {n: val_p[n] for n in members},
-            cfg.min_threshold_support,
-            selection=cfg.ensemble_selection,
-            threshold_selection=cfg.threshold_selection,
+            val_df, {n: val_p[n] for n in members}, cfg.min_threshold_support, selection=cfg.ensemble_selection
         )
         ensemble = EnsembleBackend(members, {"transformer": 0.5, "tfidf": 0.5}, head_weights, lang_weights)
         weights_meta = {"ensemble_head_weights": head_weights, "ensemble_lang_weights": lang_weights}
         candidates["ensemble"] = ensemble
         val_p["ensemble"] = ensemble.combine({n: val_p[n] for n in members}, val_df["lang"].astype(str).tolist())
         test_p["ensemble"] = ensemble.combine({n: test_p[n] for n in members}, test_df["lang"].astype(str).tolist())
-    thresholds = {name: _tune(cfg, val_df, val_p[name]) for name in candidates}
+    thresholds = {name: tune_thresholds(val_df, val_p[name], cfg.min_threshold_support) for name in candidates}
     val_scores = {name: _score(evaluate(val_df, val_p[name], thresholds[name])) for name in candidates}
     chosen = "transformer"
     if cfg.ensemble == "always" or (cfg.ensemble == "auto" and val_scores.get("ensemble", -1) > val_scores[chosen]):

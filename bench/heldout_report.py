@@ -1,11 +1,12 @@
-"""Re-tune a logged ensemble's decision rules on its validation split, without retraining, and compare.
+"""The issue's quality table for a logged ensemble: per source corpus and head, TF-IDF vs transformer vs served.
 
-Loads a registered model (``models:/comment-triage/N``), rebuilds the training run's split from the same
-data and config (the split is deterministic), scores validation and test rows with each ensemble member once,
-then picks ensemble weights and decision rules as training does, for each decision setting named below, and
-prints per source and head the test metric the issue's targets use, with a bootstrap 95% interval.
+Loads a registered model (``models:/comment-triage/N``), rebuilds its training run's split from the same data
+and config (the split is deterministic, so these are the run's held-out test rows), scores validation and test
+rows with each ensemble member, and prints per corpus the test metric the issue's targets use: each member
+alone with thresholds tuned on validation as training tunes them, and the served model with its own logged
+weights and thresholds, with a bootstrap 95% interval.
 
-    python bench/retune.py --data ../shared/data/train --config configs/transformer_cpu_6l.yaml \
+    python bench/heldout_report.py --data ../shared/data/train --config configs/transformer_cpu_6l.yaml \
         --model models:/comment-triage/1
 """
 
@@ -22,15 +23,10 @@ from models.store import configure_mlflow
 from service.predictor import load_predictor
 from training.config import load_config
 from training.data import load_data
-from training.evaluate import evaluate, headline
+from training.evaluate import evaluate, headline, tune_thresholds
 from training.settings import TrainingSettings
-from training.train import _tune, ensemble_weights, prepare
+from training.train import prepare
 
-SETTINGS = {  # name: (threshold_selection, sentiment_offsets)
-    "pooled, argmax": ("pooled", False),
-    "source_mean thresholds": ("source_mean", False),
-    "source_mean + offsets": ("source_mean", True),
-}
 TARGETS = [  # (head, source, metric)
     ("toxic", "poleval2019_cbd", "f1"),
     ("toxic", "ban_pl", "f1"),
@@ -71,7 +67,7 @@ def main() -> None:
     parser.add_argument("--data", nargs="+", required=True)
     parser.add_argument("--config", required=True)
     parser.add_argument("--model", required=True)
-    parser.add_argument("--bootstrap", type=int, default=300, help="resamples for the last setting's intervals")
+    parser.add_argument("--bootstrap", type=int, default=300, help="resamples for the served intervals (0: none)")
     args = parser.parse_args()
 
     cfg = load_config(args.config)
@@ -80,7 +76,8 @@ def main() -> None:
     paths = [*args.data, str(settings.seed_data)] if cfg.include_seed else list(args.data)
     frame = prepare(load_data(paths), cfg)
     val, test = frame[frame["split"] == "val"], frame[frame["split"] == "test"]
-    backend = load_predictor(args.model).model.backend
+    model = load_predictor(args.model).model
+    backend = model.backend
     if not isinstance(backend, EnsembleBackend):
         raise SystemExit(f"{args.model}: not an ensemble ({backend.kind})")
     started = time.monotonic()
@@ -88,35 +85,23 @@ def main() -> None:
     test_p = {n: m.predict_proba(test["norm_text"].tolist()) for n, m in backend.members.items()}
     print(f"scored {len(val)} validation and {len(test)} test rows in {time.monotonic() - started:.0f}s")
 
+    served = model.thresholds
+    test_served = backend.combine(test_p, test["lang"].astype(str).tolist())
+    outputs = {n: (test_p[n], tune_thresholds(val, val_p[n], cfg.min_threshold_support)) for n in test_p}
+    outputs["served"] = (test_served, served)
     columns: dict[str, dict[str, float]] = {}
-    last: tuple[dict, dict] = ({}, {})
-    for name, (threshold_selection, offsets) in SETTINGS.items():
-        run_cfg = cfg.model_copy(update={"threshold_selection": threshold_selection, "sentiment_offsets": offsets})
-        head_w, lang_w = ensemble_weights(
-            val,
-            val_p,
-            cfg.min_threshold_support,
-            selection=cfg.ensemble_selection,
-            threshold_selection=threshold_selection,
-        )
-        mix = EnsembleBackend(backend.members, {"transformer": 0.5, "tfidf": 0.5}, head_w, lang_w)
-        val_mix = mix.combine(val_p, val["lang"].astype(str).tolist())
-        test_mix = mix.combine(test_p, test["lang"].astype(str).tolist())
-        rules = _tune(run_cfg, val, val_mix)
-        report = evaluate(test, test_mix, rules)
+    for name, (proba, rules) in outputs.items():
+        report = evaluate(test, proba, rules)
         columns[name] = {f"{h} · {s} ({m})": report[h][f"source_{s}"][m] for h, s, m in TARGETS}
         columns[name].update({f"{h} · all rows (macro_f1)": v for h, v in headline(report).items()})
         for lang in ("pl", "ru", "uk", "en", "de"):
             for h in ("sentiment", "toxic"):
                 if f"lang_{lang}" in report[h]:
                     columns[name][f"{h} · lang {lang} (macro_f1)"] = report[h][f"lang_{lang}"]["macro_f1"]
-        print(f"{name}: thresholds {rules}")
-        last = (test_mix, rules)
     table = pd.DataFrame(columns)
     if args.bootstrap:
-        test_mix, rules = last
-        table["95% CI (last)"] = [
-            bootstrap(test, test_mix, rules, h, s, m, args.bootstrap) if i < len(TARGETS) else ""
+        table["served 95% CI"] = [
+            bootstrap(test, test_served, served, h, s, m, args.bootstrap) if i < len(TARGETS) else ""
             for i, (h, s, m) in enumerate(TARGETS + [("", "", "")] * (len(table) - len(TARGETS)))
         ]
     print("| corpus · head (metric) | " + " | ".join(table.columns) + " |")
