@@ -119,6 +119,20 @@ def test_f1_curve_matches_sklearn_at_every_threshold():
         assert np.allclose(f1_curve(y, p), expected)
 
 
+def test_shipped_training_configs_load_and_share_one_held_out_split():
+    """Every training config in configs/ is valid, and all use the same split and source weights, so their
+    held-out numbers (the issue's TF-IDF vs transformer vs ensemble table) are on the same test rows."""
+    from pathlib import Path
+
+    paths = sorted(p for p in (Path(__file__).parent.parent / "configs").glob("*.yaml") if p.name != "policy.yaml")
+    configs = {p.name: load_config(p) for p in paths}
+    assert {"tfidf.yaml", "transformer_cpu.yaml", "transformer_cpu_6l.yaml", "transformer_gpu.yaml"} <= set(configs)
+    assert len({c.split.model_dump_json() for c in configs.values()}) == 1
+    assert len({tuple(sorted(c.source_weights.items())) for c in configs.values()}) == 1
+    transformers = {n: c.transformer for n, c in configs.items() if c.family == "transformer"}
+    assert len({t.text_prefix for t in transformers.values()}) == 1  # e5 expects the same prefix everywhere
+
+
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
