@@ -100,10 +100,8 @@ def main() -> None:
                     columns[name][f"{h} · lang {lang} (macro_f1)"] = report[h][f"lang_{lang}"]["macro_f1"]
     table = pd.DataFrame(columns)
     if args.bootstrap:
-        table["served 95% CI"] = [
-            bootstrap(test, test_served, served, h, s, m, args.bootstrap) if i < len(TARGETS) else ""
-            for i, (h, s, m) in enumerate(TARGETS + [("", "", "")] * (len(table) - len(TARGETS)))
-        ]
+        intervals = [bootstrap(test, test_served, served, h, s, m, args.bootstrap) for h, s, m in TARGETS]
+        table["served 95% CI"] = intervals + [""] * (len(table) - len(TARGETS))
     print("| corpus · head (metric) | " + " | ".join(table.columns) + " |")
     print("|---" * (len(table.columns) + 1) + "|")
     for label, row in table.iterrows():
