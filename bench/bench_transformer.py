@@ -3,7 +3,9 @@
 Builds the multi-task model on the base encoder (the speed of a fine-tuned model is the speed of its
 architecture), exports it both ways, and scores typical comments (~32 tokens) in batches of 32 on the
 CPU cores this process may use. Also measures the resident memory of a fresh process that loads the
-int8 model through the serving back-end and scores with it. Prints a table and ratios to PyTorch fp32.
+int8 model through the serving back-end and scores with it. Prints a table and ratios to PyTorch fp32,
+then each ONNX path scoring one comment per call (the single-comment HTTP path): its speed and how far
+its probabilities move from the same comments scored in batches.
 
     .venv/bin/python bench/bench_transformer.py [--base offline:multilingual-e5-small] [--comments 1024]
 """
@@ -154,6 +156,15 @@ def main() -> None:
     results["onnxruntime int8, trimmed vocabulary"] = rate(int8_trim.predict_proba, texts, args.batch)
     trimmed_p = int8_trim.predict_proba(texts[:256])
     trim_diff = max(float(np.abs(quantized[h] - trimmed_p[h]).max()) for h in quantized)
+    alone: dict[str, tuple[float, float]] = {}  # path -> (comments/s scored one at a time, max |Δp| vs batched)
+    paths = {"onnxruntime fp32": fp32, "onnxruntime int8": int8, "onnxruntime int8, feed-forward too": int8_all}
+    for name, backend in paths.items():
+        batched = backend.predict_proba(texts[:256])
+        start = time.perf_counter()
+        single = [backend.predict_proba([text]) for text in texts[:256]]
+        seconds = time.perf_counter() - start
+        drift = max(float(np.abs(np.concatenate([s[h] for s in single]) - batched[h]).max()) for h in batched)
+        alone[name] = (256 / seconds, drift)
     for name in ("fp32", "int8", "int8-all", "int8-trimmed"):
         sizes[name] = (tmp_root / name / "model.onnx").stat().st_size / 2**20
     for name in ("int8", "int8-trimmed"):
@@ -175,6 +186,10 @@ def main() -> None:
     print("(int8 keeps the feed-forward MatMuls fp32 by default; the random heads here hide the error that")
     print(" quantizing them adds to a fine-tuned model: see the quantization check in a training run's model card)")
     print(f"int8 trimmed vs int8 full vocabulary, max |Δp| over 256 comments and all heads: {trim_diff:.4f}")
+    print("one comment per call (the single-comment HTTP path): comments/s, and max |Δp| vs the same comments scored")
+    print("in batches (dynamic int8 scales activations per batch, so a comment's scores depend on its batch):")
+    for name, (speed, drift) in alone.items():
+        print(f"  {name}: {speed:.1f}/s ({speed / base:.2f}x PyTorch fp32 batched), max |Δp| vs batched {drift:.4f}")
     for name, (seconds, rss) in loads.items():
         print(f"{name}: a fresh process loads it in {seconds:.2f} s; peak RSS while serving {rss:.0f} MiB")
     shutil.rmtree(tmp_root, ignore_errors=True)

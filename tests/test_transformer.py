@@ -219,8 +219,14 @@ def test_transformer_family_through_mlflow(tmp_path, tiny_base, monkeypatch):
     assert quant["rows"] > 0 and 0 <= quant["max_abs_diff"] < 0.1
     assert set(quant["macro_f1"]) == {"pytorch_fp32", "exported"} and "toxic" in quant["macro_f1"]["exported"]
     assert run.data.metrics["quantization/max_abs_diff"] == pytest.approx(quant["max_abs_diff"])
+    # and scored some of those rows one at a time: how far a one-comment call moves from a batch
+    batch = quant["batch"]
+    assert 0 < batch["rows"] <= quant["rows"] and 0 <= batch["max_abs_diff"] < 0.1
+    assert set(batch["decisions_changed"]) == {"sentiment", *BINARY_HEADS}
+    assert run.data.metrics["batch_consistency/max_abs_diff"] == pytest.approx(batch["max_abs_diff"])
     card = mlflow.artifacts.download_artifacts(run_id=result.run_id, artifact_path="model_card.md")
     assert "vs PyTorch fp32" in Path(card).read_text(encoding="utf-8")
+    assert "Scored alone vs in batches" in Path(card).read_text(encoding="utf-8")
 
 
 def test_truncated_encoder_trains_and_exports(tiny_base, seed_rows, tmp_path):
@@ -401,3 +407,33 @@ def test_quantization_keeps_excluded_nodes_fp32(tiny_fit, tmp_path):
     quantized = [op for op, _ in ops(tmp_path / "default") if op in ("MatMulInteger", "DynamicQuantizeMatMul")]
     quantized_all = [op for op, _ in ops(tmp_path / "all") if op in ("MatMulInteger", "DynamicQuantizeMatMul")]
     assert 0 < len(quantized) < len(quantized_all)
+
+
+def test_batch_consistency_finds_scores_that_depend_on_the_batch(tiny_fit, tmp_path):
+    from training.train import batch_consistency
+
+    rows = pd.DataFrame({"norm_text": ["short", "a much longer comment here", "mid one", "x"], "lang": ["en"] * 4})
+
+    class BatchDependent:  # like dynamic int8: one scale over the whole batch
+        def predict_proba(self, texts):
+            raw = np.array([len(t) for t in texts], dtype=float)
+            p = raw / raw.max() * 0.9
+            return {"sentiment": np.column_stack([p, 1 - p, np.zeros_like(p)]), **{h: p for h in BINARY_HEADS}}
+
+    dependent = BatchDependent()
+    out = batch_consistency(dependent, rows, dependent.predict_proba(rows["norm_text"].tolist()), {})
+    assert out["rows"] == 4 and out["max_abs_diff"] == pytest.approx(0.9 - 0.9 / 26)
+    # alone every row scores 0.9 (positive); in the batch "short", "mid one" and "x" fall under 0.5
+    assert out["decisions_changed"]["toxic"] == pytest.approx(0.75)
+    assert out["decisions_changed"]["sentiment"] == pytest.approx(0.75)
+    # per-language thresholds are the ones applied: a cut at 0.1 for English leaves only "x" changed
+    changed = batch_consistency(
+        dependent, rows, dependent.predict_proba(rows["norm_text"].tolist()), {"toxic": {"default": 0.5, "en": 0.1}}
+    )["decisions_changed"]
+    assert changed["toxic"] == pytest.approx(0.25) and changed["complaint"] == pytest.approx(0.75)
+
+    result, val = tiny_fit  # the float export scores a comment the same alone or in any batch
+    texts = val.iloc[:40]
+    backend = export_onnx(result, tiny_cfg(quantize=False), tmp_path / "fp32")
+    out = batch_consistency(backend, texts, backend.predict_proba(texts["norm_text"].tolist()), {})
+    assert out["max_abs_diff"] < 1e-5 and not any(out["decisions_changed"].values())

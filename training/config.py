@@ -91,6 +91,12 @@ class TransformerConfig(_Strict):
         description="held-out rows scored by both the PyTorch fp32 model and the exported one: the quantization's "
         "largest probability change and its macro-F1 change per head, logged with the model (0: skip)",
     )
+    batch_check_rows: int = Field(
+        300,
+        ge=0,
+        description="of the quantization check's test rows, this many are also scored one at a time: how far a "
+        "comment's scores and decisions move between a one-comment call and a batch, logged with the model (0: skip)",
+    )
     threads: int | None = Field(None, ge=1)
     device: str | None = Field(None, description="cpu, cuda, cuda:1 ... (default: cuda when available)")
     seed: int = 20261123

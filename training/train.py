@@ -17,12 +17,20 @@ import numpy as np
 import pandas as pd
 
 from models.pyfunc import CommentTriagePyfunc, TriageModel, models_package_dir, signature_and_example
-from models.schema import HEADS, MODEL_NAME
+from models.schema import BINARY_HEADS, HEADS, MODEL_NAME
 from models.store import artifact_location, configure_mlflow
 from models.text import normalize
 from training.config import TrainConfig
 from training.data import LoadedData, load_data, summarize
-from training.evaluate import comparison_table, evaluate, flatten, headline, report_table, tune_thresholds
+from training.evaluate import (
+    apply_thresholds,
+    comparison_table,
+    evaluate,
+    flatten,
+    headline,
+    report_table,
+    tune_thresholds,
+)
 from training.registry import FINGERPRINT_TAG
 from training.settings import TrainingSettings
 from training.split import assign_splits, rank_key
@@ -126,6 +134,15 @@ def _serving_notes(meta: dict[str, Any]) -> list[str]:
             f"- ONNX export (int8 where quantized) vs PyTorch fp32 on {quant['rows']} held-out rows: "
             f"max |Δp| {quant['max_abs_diff']:.4f}; macro-F1 {changes}."
         )
+        batch = quant.get("batch")
+        if batch:
+            shares = ", ".join(f"{h} {v:.2%}" for h, v in batch["decisions_changed"].items())
+            notes.append(
+                f"- Scored alone vs in batches ({batch['rows']} held-out rows): max |Δp| {batch['max_abs_diff']:.4f}; "
+                f"decisions changed: {shares}. Dynamic int8 scales activations per batch, so a comment's scores "
+                "depend slightly on the comments scored with it; `quantize: false` serves the float export, which "
+                "does not."
+            )
     if meta.get("ensemble_head_weights") and meta.get("family") == "ensemble":
         shares = ", ".join(f"{h} {w['transformer']:.2f}" for h, w in meta["ensemble_head_weights"].items())
         notes.append(f"- Ensemble: the transformer's share of the average per head: {shares}.")
@@ -186,20 +203,49 @@ def quantization_check(
         "pytorch_fp32": lambda texts: torch_proba(fit.model, encode(fit.tokenizer, texts, cfg.transformer), pad),
         "exported": exported.predict_proba,
     }
-    test_p, macro_f1 = {}, {}
+    test_p, macro_f1, thresholds = {}, {}, {}
     for name, score in scorers.items():
         val_p = score(val["norm_text"].tolist())
         test_p[name] = score(test["norm_text"].tolist())
-        thresholds = tune_thresholds(val, val_p, cfg.min_threshold_support)
-        macro_f1[name] = headline(evaluate(test, test_p[name], thresholds))
+        thresholds[name] = tune_thresholds(val, val_p, cfg.min_threshold_support)
+        macro_f1[name] = headline(evaluate(test, test_p[name], thresholds[name]))
     ref, new = test_p["pytorch_fp32"], test_p["exported"]
     out = {
         "rows": len(test),
         "max_abs_diff": max(float(np.abs(ref[h] - new[h]).max()) for h in ref),
         "macro_f1": macro_f1,
     }
+    alone = min(cfg.transformer.batch_check_rows, len(test))
+    if alone:
+        picked = np.sort(np.random.default_rng(cfg.split.seed).choice(len(test), alone, replace=False))
+        batched = {h: p[picked] for h, p in new.items()}
+        out["batch"] = batch_consistency(exported, test.iloc[picked], batched, thresholds["exported"])
     log.info("quantization check on %d held-out rows: %s", len(test), out)
     return out
+
+
+def batch_consistency(
+    backend: Any, rows: pd.DataFrame, batched: dict[str, np.ndarray], thresholds: dict[str, dict[str, float]]
+) -> dict[str, Any]:
+    """Each row scored alone (a one-comment HTTP call) vs in batches (``batched``: the same rows' scores).
+
+    Dynamic int8 scales activations per batch, so a comment's probabilities depend on the comments scored
+    with it; a float export does not. Returns the largest |Δp| and, per head, the share of rows whose
+    decision (sentiment argmax, binary thresholds) differs.
+    """
+    texts, langs = rows["norm_text"].tolist(), rows["lang"].to_numpy()
+    single = [backend.predict_proba([text]) for text in texts]
+    alone = {h: np.concatenate([s[h] for s in single]) for h in batched}
+    changed = {"sentiment": float(np.mean(alone["sentiment"].argmax(1) != batched["sentiment"].argmax(1)))}
+    for head in BINARY_HEADS:
+        rules = thresholds.get(head, {"default": 0.5})
+        before = apply_thresholds(batched[head], langs, rules)
+        changed[head] = float(np.mean(apply_thresholds(alone[head], langs, rules) != before))
+    return {
+        "rows": len(texts),
+        "max_abs_diff": max(float(np.abs(alone[h] - batched[h]).max()) for h in alone),
+        "decisions_changed": changed,
+    }
 
 
 ENSEMBLE_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -406,6 +452,10 @@ def train(
             quant = fitted.extra.get("quantization")
             if quant:
                 mlflow.log_metric("quantization/max_abs_diff", quant["max_abs_diff"])
+                if quant.get("batch"):
+                    mlflow.log_metric("batch_consistency/max_abs_diff", quant["batch"]["max_abs_diff"])
+                    changed = quant["batch"]["decisions_changed"]
+                    mlflow.log_metrics({f"batch_consistency/{h}/decisions_changed": v for h, v in changed.items()})
                 for name, heads in quant["macro_f1"].items():
                     mlflow.log_metrics({f"quantization/{name}/{h}/macro_f1": v for h, v in heads.items()})
             for point in fitted.history:
