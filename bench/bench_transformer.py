@@ -1,4 +1,4 @@
-"""Serving speed of the transformer path: PyTorch fp32 vs ONNX Runtime fp32 vs ONNX Runtime dynamic int8.
+"""Serving speed of the transformer path: PyTorch fp32 vs ONNX Runtime fp32 vs ONNX Runtime int8 (dynamic, static).
 
 Builds the multi-task model on the base encoder (the speed of a fine-tuned model is the speed of its
 architecture), exports it both ways, and scores typical comments (~32 tokens) in batches of 32 on the
@@ -144,6 +144,9 @@ def main() -> None:
     results["onnxruntime int8"] = rate(int8.predict_proba, texts, args.batch)
     int8_all = export_onnx(fit, cfg.model_copy(update={"quantize_exclude": []}), tmp_root / "int8-all")
     results["onnxruntime int8, feed-forward too"] = rate(int8_all.predict_proba, texts, args.batch)
+    static_cfg = cfg.model_copy(update={"quantization": "static"})
+    int8_static = export_onnx(fit, static_cfg, tmp_root / "int8-static", calibration_texts=seed_texts()[:256])
+    results["onnxruntime int8 static"] = rate(int8_static.predict_proba, texts, args.batch)
     reference = torch_proba(model, encode(tokenizer, texts[:256], cfg), pad)
     quantized = int8.predict_proba(texts[:256])
     diff = max(float(np.abs(reference[h] - quantized[h]).max()) for h in reference)
@@ -157,7 +160,12 @@ def main() -> None:
     trimmed_p = int8_trim.predict_proba(texts[:256])
     trim_diff = max(float(np.abs(quantized[h] - trimmed_p[h]).max()) for h in quantized)
     alone: dict[str, tuple[float, float]] = {}  # path -> (comments/s scored one at a time, max |Δp| vs batched)
-    paths = {"onnxruntime fp32": fp32, "onnxruntime int8": int8, "onnxruntime int8, feed-forward too": int8_all}
+    paths = {
+        "onnxruntime fp32": fp32,
+        "onnxruntime int8": int8,
+        "onnxruntime int8, feed-forward too": int8_all,
+        "onnxruntime int8 static": int8_static,
+    }
     for name, backend in paths.items():
         batched = backend.predict_proba(texts[:256])
         start = time.perf_counter()
@@ -187,7 +195,8 @@ def main() -> None:
     print(" quantizing them adds to a fine-tuned model: see the quantization check in a training run's model card)")
     print(f"int8 trimmed vs int8 full vocabulary, max |Δp| over 256 comments and all heads: {trim_diff:.4f}")
     print("one comment per call (the single-comment HTTP path): comments/s, and max |Δp| vs the same comments scored")
-    print("in batches (dynamic int8 scales activations per batch, so a comment's scores depend on its batch):")
+    print("in batches (dynamic int8 scales activations per batch, so a comment's scores depend on its batch;")
+    print("static int8 fixes the scales on calibration texts):")
     for name, (speed, drift) in alone.items():
         print(f"  {name}: {speed:.1f}/s ({speed / base:.2f}x PyTorch fp32 batched), max |Δp| vs batched {drift:.4f}")
     for name, (seconds, rss) in loads.items():

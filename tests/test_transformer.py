@@ -172,11 +172,11 @@ def test_frozen_embeddings_and_top_layers(tiny_base, seed_rows):
     assert model.sentiment.weight.requires_grad
 
 
-@pytest.mark.parametrize("quantize", [False, True])
-def test_onnx_export_matches_pytorch(tiny_fit, tmp_path, quantize):
+@pytest.mark.parametrize("quantize,quantization", [(False, "dynamic"), (True, "dynamic"), (True, "static")])
+def test_onnx_export_matches_pytorch(tiny_fit, tmp_path, quantize, quantization):
     result, val = tiny_fit
-    cfg = tiny_cfg(quantize=quantize)
-    backend = export_onnx(result, cfg, tmp_path / "onnx")
+    cfg = tiny_cfg(quantize=quantize, quantization=quantization)
+    backend = export_onnx(result, cfg, tmp_path / "onnx", calibration_texts=val["norm_text"].tolist()[50:150])
     texts = val["norm_text"].tolist()[:50]
     from training.transformer import encode
 
@@ -436,4 +436,22 @@ def test_batch_consistency_finds_scores_that_depend_on_the_batch(tiny_fit, tmp_p
     texts = val.iloc[:40]
     backend = export_onnx(result, tiny_cfg(quantize=False), tmp_path / "fp32")
     out = batch_consistency(backend, texts, backend.predict_proba(texts["norm_text"].tolist()), {})
+    assert out["max_abs_diff"] < 1e-5 and not any(out["decisions_changed"].values())
+
+
+def test_static_quantization_scores_a_comment_the_same_in_any_batch(tiny_fit, tmp_path):
+    import onnx
+
+    from training.train import batch_consistency
+
+    result, val = tiny_fit
+    cfg = tiny_cfg(quantization="static")
+    with pytest.raises(ValueError, match="calibration texts"):
+        export_onnx(result, cfg, tmp_path / "none")
+    backend = export_onnx(result, cfg, tmp_path / "static", calibration_texts=val["norm_text"].tolist()[50:150])
+    nodes = onnx.load(str(tmp_path / "static" / "model.onnx")).graph.node
+    quantized = {n.name for n in nodes if n.op_type == "QuantizeLinear"}
+    assert quantized and not any("/intermediate/dense/" in name for name in quantized)  # feed-forward stays fp32
+    rows = val.iloc[:40]
+    out = batch_consistency(backend, rows, backend.predict_proba(rows["norm_text"].tolist()), {})
     assert out["max_abs_diff"] < 1e-5 and not any(out["decisions_changed"].values())

@@ -79,6 +79,13 @@ class TransformerConfig(_Strict):
     max_rows_per_source_train: int | None = Field(None, ge=10)
     max_rows_val: int | None = Field(4000, ge=10, description="validation rows used for early stopping")
     quantize: bool = True
+    quantization: Literal["dynamic", "static"] = Field(
+        "dynamic",
+        description="dynamic: activation scales computed per batch at run time, so a comment's scores depend "
+        "slightly on the comments scored with it; static: activation scales fixed on calibration_rows training "
+        "texts (99.99th percentile), so a comment scores the same alone or in any batch",
+    )
+    calibration_rows: int = Field(256, ge=8, description="training texts that fix the static activation scales")
     quantize_exclude: list[str] = Field(
         default_factory=lambda: [r"layer\.\d+/(intermediate|output)/dense/"],
         description="regular expressions of ONNX node names kept fp32 when quantizing. Default: the BERT "

@@ -349,7 +349,10 @@ def fit_transformer_family(
     fit = fit_transformer(
         _cap(train_df, tcfg.max_rows_per_source_train, cfg.split.seed), early_val, tcfg, base, cfg.source_weights
     )
-    candidates: dict[str, Any] = {"transformer": export_onnx(fit, tcfg, work / "transformer")}
+    calibration = train_df["norm_text"].sample(min(tcfg.calibration_rows, len(train_df)), random_state=tcfg.seed)
+    candidates: dict[str, Any] = {
+        "transformer": export_onnx(fit, tcfg, work / "transformer", calibration_texts=calibration.tolist())
+    }
     quantization = quantization_check(fit, candidates["transformer"], val_df, test_df, cfg)
     if cfg.ensemble != "never":
         candidates["tfidf"] = fit_tfidf(train_df, cfg.tfidf, cfg.source_weights)

@@ -342,8 +342,68 @@ def fit_transformer(
     return FitResult(model, tokenizer, step, time.monotonic() - started, best_score, history, sampler.share())
 
 
-def export_onnx(result: FitResult, cfg: TransformerConfig, directory: Path) -> OnnxBackend:
-    """Export encoder + heads (probabilities out) to ONNX, quantize to dynamic int8 when asked."""
+class _CalibrationBatches:
+    """ONNX Runtime's calibration reader: the calibration texts as model inputs of one shape.
+
+    The percentile calibrator stacks every batch's activations, so all batches are 32 rows (the rows left
+    over are dropped, unless there are fewer than 32 in all) padded to ``max_length``.
+    """
+
+    def __init__(self, tokenizer: Any, texts: list[str], cfg: TransformerConfig):
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        ids = encode(tokenizer, texts, cfg)
+        size = min(32, len(ids))
+        batches = []
+        for start in range(0, len(ids) - size + 1, size):
+            rows = ids[start : start + size]
+            input_ids = np.full((size, cfg.max_length), pad, dtype=np.int64)
+            attention = np.zeros((size, cfg.max_length), dtype=np.int64)
+            for k, row in enumerate(rows):
+                input_ids[k, : len(row)] = row
+                attention[k, : len(row)] = 1
+            batches.append({"input_ids": input_ids, "attention_mask": attention})
+        self._batches = iter(batches)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._batches, None)
+
+
+def _quantize(fp32: Path, target: Path, cfg: TransformerConfig, keep: list[str], calibration: Any) -> None:
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+
+    if cfg.quantization == "dynamic":
+        quantize_dynamic(str(fp32), str(target), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=keep)
+        return
+    quantize_static(
+        str(fp32),
+        str(target),
+        calibration,
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["MatMul"],
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=keep,
+        calibrate_method=CalibrationMethod.Percentile,
+        extra_options={"CalibPercentile": 99.99},
+    )
+
+
+def export_onnx(
+    result: FitResult, cfg: TransformerConfig, directory: Path, calibration_texts: list[str] | None = None
+) -> OnnxBackend:
+    """Export encoder + heads (probabilities out) to ONNX, quantize to int8 when asked.
+
+    ``calibration_texts`` (static quantization only): training texts whose activations fix the int8 scales.
+    """
+    if cfg.quantize and cfg.quantization == "static" and not calibration_texts:
+        raise ValueError("static quantization needs calibration texts")
     directory.mkdir(parents=True, exist_ok=True)
     wrapper = ProbabilityModel(result.model).eval()
     sample = result.tokenizer(["query: export sample"], return_tensors="pt")
@@ -366,15 +426,21 @@ def export_onnx(result: FitResult, cfg: TransformerConfig, directory: Path) -> O
     target = directory / OnnxBackend.MODEL
     if cfg.quantize:
         import onnx
-        from onnxruntime.quantization import QuantType, quantize_dynamic
 
         patterns = [re.compile(p) for p in cfg.quantize_exclude]
         graph = onnx.load(str(fp32), load_external_data=False).graph
         keep = [
             n.name for n in graph.node if n.op_type in ("MatMul", "Gemm") and any(p.search(n.name) for p in patterns)
         ]
-        log.info("quantizing to int8; %d MatMuls kept fp32 (%s)", len(keep), ", ".join(cfg.quantize_exclude))
-        quantize_dynamic(str(fp32), str(target), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=keep)
+        log.info(
+            "quantizing to %s int8; %d MatMuls kept fp32 (%s)",
+            cfg.quantization,
+            len(keep),
+            ", ".join(cfg.quantize_exclude),
+        )
+        static = cfg.quantization == "static"
+        calibration = _CalibrationBatches(result.tokenizer, calibration_texts or [], cfg) if static else None
+        _quantize(fp32, target, cfg, keep, calibration)
         fp32.unlink()
     else:
         fp32.replace(target)
