@@ -2,8 +2,9 @@
 
 A row's loss counts only the heads it is labelled for; batches are drawn from per-source buckets with
 probabilities proportional to ``size ** alpha`` so the small sets (complaints, the seed questions) are
-not drowned by the large ones. The trained encoder and heads are exported to ONNX (dynamic int8 by
-default) and served by :class:`models.backends.OnnxBackend`; thresholds are tuned on that exported model.
+not drowned by the large ones. The trained encoder and heads are exported to ONNX (int8: dynamic by
+default, static with calibrated activation scales on request) and served by
+:class:`models.backends.OnnxBackend`; thresholds are tuned on that exported model.
 """
 
 from __future__ import annotations
