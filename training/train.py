@@ -224,18 +224,23 @@ def quantization_check(
     return out
 
 
+def score_one_at_a_time(backend: Any, texts: list[str]) -> dict[str, np.ndarray]:
+    """Each text scored in a call of its own, as a one-comment HTTP request scores it."""
+    single = [backend.predict_proba([text]) for text in texts]
+    return {h: np.concatenate([s[h] for s in single]) for h in single[0]} if single else {}
+
+
 def batch_consistency(
     backend: Any, rows: pd.DataFrame, batched: dict[str, np.ndarray], thresholds: dict[str, dict[str, float]]
 ) -> dict[str, Any]:
     """Each row scored alone (a one-comment HTTP call) vs in batches (``batched``: the same rows' scores).
 
     Dynamic int8 scales activations per batch, so a comment's probabilities depend on the comments scored
-    with it; static int8 and a float export do not. Returns the largest |Δp| and, per head, the share of rows whose
-    decision (sentiment argmax, binary thresholds) differs.
+    with it; static int8 and a float export do not. Returns the largest |Δp| and, per head, the share of
+    rows whose decision (sentiment argmax, binary thresholds) differs.
     """
     texts, langs = rows["norm_text"].tolist(), rows["lang"].to_numpy()
-    single = [backend.predict_proba([text]) for text in texts]
-    alone = {h: np.concatenate([s[h] for s in single]) for h in batched}
+    alone = score_one_at_a_time(backend, texts)
     changed = {"sentiment": float(np.mean(alone["sentiment"].argmax(1) != batched["sentiment"].argmax(1)))}
     for head in BINARY_HEADS:
         rules = thresholds.get(head, {"default": 0.5})

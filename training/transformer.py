@@ -178,8 +178,9 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def _pad(batch_ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(ids) for ids in batch_ids)
+def _pad(batch_ids: list[list[int]], pad_id: int, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ids and attention mask, padded to ``width`` (default: the longest row of the batch)."""
+    width = width or max(len(ids) for ids in batch_ids)
     input_ids = torch.full((len(batch_ids), width), pad_id, dtype=torch.long)
     attention = torch.zeros((len(batch_ids), width), dtype=torch.long)
     for i, ids in enumerate(batch_ids):
@@ -354,22 +355,16 @@ class _CalibrationBatches:
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         ids = encode(tokenizer, texts, cfg)
         size = min(32, len(ids))
-        batches = []
-        for start in range(0, len(ids) - size + 1, size):
-            rows = ids[start : start + size]
-            input_ids = np.full((size, cfg.max_length), pad, dtype=np.int64)
-            attention = np.zeros((size, cfg.max_length), dtype=np.int64)
-            for k, row in enumerate(rows):
-                input_ids[k, : len(row)] = row
-                attention[k, : len(row)] = 1
-            batches.append({"input_ids": input_ids, "attention_mask": attention})
-        self._batches = iter(batches)
+        padded = (_pad(ids[start : start + size], pad, cfg.max_length) for start in range(0, len(ids) - size + 1, size))
+        self._batches = iter([{"input_ids": x.numpy(), "attention_mask": m.numpy()} for x, m in padded])
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._batches, None)
 
 
-def _quantize(fp32: Path, target: Path, cfg: TransformerConfig, keep: list[str], calibration: Any) -> None:
+def _quantize(
+    fp32: Path, target: Path, cfg: TransformerConfig, keep: list[str], tokenizer: Any, calibration: list[str] | None
+) -> None:
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -384,7 +379,7 @@ def _quantize(fp32: Path, target: Path, cfg: TransformerConfig, keep: list[str],
     quantize_static(
         str(fp32),
         str(target),
-        calibration,
+        _CalibrationBatches(tokenizer, calibration or [], cfg),
         quant_format=QuantFormat.QDQ,
         op_types_to_quantize=["MatMul"],
         per_channel=True,
@@ -439,9 +434,7 @@ def export_onnx(
             len(keep),
             ", ".join(cfg.quantize_exclude),
         )
-        static = cfg.quantization == "static"
-        calibration = _CalibrationBatches(result.tokenizer, calibration_texts or [], cfg) if static else None
-        _quantize(fp32, target, cfg, keep, calibration)
+        _quantize(fp32, target, cfg, keep, result.tokenizer, calibration_texts)
         fp32.unlink()
     else:
         fp32.replace(target)
