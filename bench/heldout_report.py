@@ -24,8 +24,8 @@ from service.predictor import load_predictor
 from training.config import load_config
 from training.data import load_data
 from training.evaluate import evaluate, headline, tune_thresholds
+from training.prepare import prepare
 from training.settings import TrainingSettings
-from training.train import prepare
 
 TARGETS = [  # (head, source, metric)
     ("toxic", "poleval2019_cbd", "f1"),

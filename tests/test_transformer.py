@@ -162,10 +162,10 @@ def test_training_learns_and_is_deterministic(tiny_base, seed_rows, tiny_fit):
 def test_frozen_embeddings_and_top_layers(tiny_base, seed_rows):
     from transformers import AutoModel
 
-    from training.transformer import _freeze
+    from training.transformer import freeze
 
     model = MultiTaskModel(AutoModel.from_pretrained(tiny_base, add_pooling_layer=False), 32)
-    _freeze(model, tiny_cfg(freeze_embeddings=True, train_layers=1))
+    freeze(model, tiny_cfg(freeze_embeddings=True, train_layers=1))
     assert not model.encoder.embeddings.word_embeddings.weight.requires_grad
     assert not any(p.requires_grad for p in model.encoder.encoder.layer[0].parameters())
     assert all(p.requires_grad for p in model.encoder.encoder.layer[1].parameters())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 import logging
@@ -19,9 +18,8 @@ import pandas as pd
 from models.pyfunc import CommentTriagePyfunc, TriageModel, models_package_dir, signature_and_example
 from models.schema import BINARY_HEADS, HEADS, MODEL_NAME
 from models.store import artifact_location, configure_mlflow
-from models.text import normalize
 from training.config import TrainConfig
-from training.data import LoadedData, load_data, summarize
+from training.data import summarize
 from training.evaluate import (
     apply_thresholds,
     comparison_table,
@@ -31,9 +29,10 @@ from training.evaluate import (
     report_table,
     tune_thresholds,
 )
+from training.finetune import CheckpointError
+from training.prepare import Prepared, cap_total, ids_fingerprint, load_prepared
 from training.registry import FINGERPRINT_TAG
 from training.settings import TrainingSettings
-from training.split import assign_splits, rank_key
 from training.tfidf import fit_tfidf
 
 log = logging.getLogger(__name__)
@@ -47,12 +46,6 @@ class TrainResult:
     headline: dict[str, float]
     seconds: float
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-def _cap_per_source(frame: pd.DataFrame, cap: int, seed: int) -> pd.DataFrame:
-    rank = frame["id"].map(lambda i: rank_key(seed, str(i)))
-    keep = rank.groupby(frame["source"]).rank(method="first") <= cap
-    return frame[keep.to_numpy()].reset_index(drop=True)
 
 
 def _requirements(family: str = "tfidf") -> list[str]:
@@ -73,16 +66,6 @@ def _experiment_id(name: str, home: Path) -> str:
     if experiment is not None:
         return str(experiment.experiment_id)
     return str(mlflow.create_experiment(name, artifact_location=artifact_location(home, name)))
-
-
-def prepare(loaded: LoadedData, cfg: TrainConfig) -> pd.DataFrame:
-    frame = loaded.frame
-    if cfg.max_rows_per_source:
-        frame = _cap_per_source(frame, cfg.max_rows_per_source, cfg.split.seed)
-    frame = frame.copy()
-    frame["norm_text"] = frame["text"].map(normalize)
-    frame["split"] = assign_splits(frame, cfg.split.val_fraction, cfg.split.test_fraction, cfg.split.seed)
-    return frame
 
 
 def model_card(meta: dict[str, Any], report: dict[str, Any], reports: dict[str, Any] | None = None) -> str:
@@ -124,6 +107,12 @@ def model_card(meta: dict[str, Any], report: dict[str, Any], reports: dict[str, 
 
 def _serving_notes(meta: dict[str, Any]) -> list[str]:
     notes = []
+    tuned = meta.get("finetuned")
+    if tuned:
+        notes.append(
+            f"- Fine-tuned elsewhere (`triage finetune`) on {tuned['device']}: {tuned['steps']} steps in "
+            f"{tuned['seconds'] / 60:.1f} min; trained tensors carried in {tuned['dtype']}."
+        )
     if meta.get("vocab_after"):
         notes.append(f"- Vocabulary trimmed from {meta['vocab_before']:,} to {meta['vocab_after']:,} pieces.")
     quant = meta.get("quantization")
@@ -169,15 +158,6 @@ def _score(report: dict[str, Any]) -> float:
     return float(np.mean(values)) if values else 0.0
 
 
-def _cap(frame: pd.DataFrame, per_source: int | None, seed: int) -> pd.DataFrame:
-    return _cap_per_source(frame, per_source, seed) if per_source else frame
-
-
-def _cap_total(frame: pd.DataFrame, total: int | None, seed: int) -> pd.DataFrame:
-    """About ``total`` rows, the same number from each source."""
-    return _cap(frame, max(1, total // max(1, frame["source"].nunique())) if total else None, seed)
-
-
 def fit_tfidf_family(train_df: pd.DataFrame, val_df: pd.DataFrame, test_df: pd.DataFrame, cfg: TrainConfig) -> Fitted:
     backend = fit_tfidf(train_df, cfg.tfidf, cfg.source_weights)
     thresholds = tune_thresholds(val_df, backend.predict_proba(val_df["norm_text"].tolist()), cfg.min_threshold_support)
@@ -197,7 +177,7 @@ def quantization_check(
     n = cfg.transformer.quantization_check_rows
     if not n:
         return None
-    val, test = _cap_total(val_df, n, cfg.split.seed), _cap_total(test_df, n, cfg.split.seed)
+    val, test = cap_total(val_df, n, cfg.split.seed), cap_total(test_df, n, cfg.split.seed)
     pad = fit.tokenizer.pad_token_id if fit.tokenizer.pad_token_id is not None else 0
     scorers = {
         "pytorch_fp32": lambda texts: torch_proba(fit.model, encode(fit.tokenizer, texts, cfg.transformer), pad),
@@ -327,33 +307,37 @@ def ensemble_weights(
 
 
 def fit_transformer_family(
-    train_df: pd.DataFrame,
-    val_df: pd.DataFrame,
-    test_df: pd.DataFrame,
+    prepared: Prepared,
     cfg: TrainConfig,
     settings: TrainingSettings,
     work: Path,
+    finetuned: Path | None = None,
 ) -> Fitted:
-    """Fine-tune, export to ONNX, and when asked compare with TF-IDF and their average on validation."""
+    """Fine-tune (or load a checkpoint fine-tuned elsewhere: ``finetuned``), export to ONNX, and when asked
+    compare with TF-IDF and their average on validation."""
     from models.backends import EnsembleBackend
-    from training.base_models import resolve_base_model
-    from training.transformer import export_onnx, fit_transformer
+    from training.finetune import (
+        check_compatible,
+        checkpoint_summary,
+        fine_tune,
+        load_checkpoint,
+        prepare_base,
+        read_checkpoint,
+    )
+    from training.transformer import export_onnx
 
     tcfg = cfg.transformer
-    base = resolve_base_model(tcfg.base_model, settings.home)
-    vocab: dict[str, Any] = {}
+    train_df, val_df, test_df = prepared.part("train"), prepared.part("val"), prepared.part("test")
     weights_meta: dict[str, Any] = {"ensemble_head_weights": None, "ensemble_lang_weights": None}
-    if tcfg.trim_vocab:
-        from training.vocab import trim_model
-
-        texts = train_df["norm_text"].tolist() + val_df["norm_text"].tolist()
-        trimmed = trim_model(base, texts, settings.home / "base_models" / "trimmed", prefix=tcfg.text_prefix)
-        base = str(trimmed.path)
-        vocab = {"vocab_before": trimmed.before, "vocab_after": trimmed.after}
-    early_val = _cap_total(val_df, tcfg.max_rows_val, cfg.split.seed)
-    fit = fit_transformer(
-        _cap(train_df, tcfg.max_rows_per_source_train, cfg.split.seed), early_val, tcfg, base, cfg.source_weights
-    )
+    base = prepare_base(cfg, prepared, settings.home)
+    finetune_meta: dict[str, Any] = {}
+    if finetuned is None:
+        fit = fine_tune(cfg, prepared, base)
+    else:
+        meta = read_checkpoint(finetuned)
+        check_compatible(meta, cfg, prepared.split_fingerprint, finetuned)
+        fit = load_checkpoint(finetuned, base.path)
+        finetune_meta = {"finetuned": checkpoint_summary(meta, finetuned)}
     calibration = train_df["norm_text"].sample(min(tcfg.calibration_rows, len(train_df)), random_state=tcfg.seed)
     candidates: dict[str, Any] = {
         "transformer": export_onnx(fit, tcfg, work / "transformer", calibration_texts=calibration.tolist())
@@ -396,7 +380,8 @@ def fit_transformer_family(
             "base_model": tcfg.base_model,
             "quantization": quantization,
             **weights_meta,
-            **vocab,
+            **base.vocab,
+            **finetune_meta,
         },
     )
 
@@ -407,26 +392,24 @@ def train(
     settings: TrainingSettings | None = None,
     skip_invalid: bool = False,
     register: bool = True,
+    finetuned: Path | None = None,
 ) -> TrainResult:
+    """Train (``finetuned``: finish a transformer checkpoint written by ``triage finetune`` instead of
+    fine-tuning here), evaluate on the held-out split, log to MLflow and register."""
     settings = settings or TrainingSettings()
     started = time.monotonic()
     configure_mlflow(settings.home)
-    paths = list(data)
-    if cfg.include_seed and settings.seed_data.exists():
-        seed = settings.seed_data.resolve()
-        if all(Path(p).resolve() != seed for p in paths):
-            paths.append(seed)
-    loaded = load_data(paths, skip_invalid=skip_invalid)
-    frame = prepare(loaded, cfg)
-    train_df = frame[frame["split"] == "train"]
-    val_df = frame[frame["split"] == "val"]
-    test_df = frame[frame["split"] == "test"]
+    if finetuned is not None and cfg.family != "transformer":
+        raise CheckpointError(f"--finetuned needs a transformer config (family: {cfg.family})")
+    prepared = load_prepared(list(data), cfg, settings.seed_data, skip_invalid=skip_invalid)
+    paths, loaded, frame = prepared.paths, prepared.loaded, prepared.frame
+    train_df, val_df, test_df = prepared.part("train"), prepared.part("val"), prepared.part("test")
     log.info("rows: train %d, validation %d, test %d", len(train_df), len(val_df), len(test_df))
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if cfg.family == "transformer":
-            fitted = fit_transformer_family(train_df, val_df, test_df, cfg, settings, work)
+            fitted = fit_transformer_family(prepared, cfg, settings, work, finetuned)
         else:
             fitted = fit_tfidf_family(train_df, val_df, test_df, cfg)
         report = fitted.report
@@ -434,7 +417,7 @@ def train(
         summary["splits"] = {str(k): int(v) for k, v in frame["split"].value_counts().items()}
         summary["skipped_invalid"] = len(loaded.skipped)
         summary["lang_detected"] = loaded.detected_lang
-        fingerprint = hashlib.sha256("\n".join(sorted(test_df["id"])).encode()).hexdigest()[:16]
+        fingerprint = ids_fingerprint(test_df["id"])
         meta = {
             "family": cfg.family if fitted.chosen != "ensemble" else "ensemble",
             "heads": [h for h in HEADS if h in report],
@@ -453,6 +436,10 @@ def train(
             mlflow.set_tag("triage.family", meta["family"])
             mlflow.log_params(_flat_params(cfg.model_dump()))
             mlflow.log_param("data", ", ".join(str(p) for p in paths)[:500])
+            finetuned_meta = fitted.extra.get("finetuned")
+            if finetuned_meta:
+                mlflow.log_params(_flat_params(finetuned_meta, "finetuned."))
+                mlflow.log_dict(finetuned_meta, "finetuned.json")
             mlflow.log_metrics({k: v for k, v in flatten(report, "test").items() if np.isfinite(v)})
             for name, other in fitted.reports.items():
                 if len(fitted.reports) > 1:

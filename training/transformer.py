@@ -230,7 +230,7 @@ def truncate_layers(encoder: nn.Module, keep: int | None) -> None:
     encoder.config.num_hidden_layers = keep  # type: ignore[union-attr]
 
 
-def _freeze(model: MultiTaskModel, cfg: TransformerConfig) -> None:
+def freeze(model: MultiTaskModel, cfg: TransformerConfig) -> None:
     encoder = model.encoder
     embeddings = getattr(encoder, "embeddings", None)
     if cfg.freeze_embeddings and embeddings is not None:
@@ -261,7 +261,7 @@ def fit_transformer(
     encoder = AutoModel.from_pretrained(base_model, add_pooling_layer=False)
     truncate_layers(encoder, cfg.num_layers)
     model = MultiTaskModel(encoder, encoder.config.hidden_size, cfg.dropout)
-    _freeze(model, cfg)
+    freeze(model, cfg)
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
     log.info("fine-tuning %s on %s", base_model, device)

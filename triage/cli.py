@@ -40,24 +40,79 @@ def train(
     config: Annotated[Path | None, typer.Option(help="training config YAML (default: built-in defaults)")] = None,
     skip_invalid: Annotated[bool, typer.Option(help="report and skip invalid rows instead of stopping")] = False,
     register: Annotated[bool, typer.Option(help="register the model as a new version")] = True,
+    finetuned: Annotated[
+        Path | None,
+        typer.Option(help="a checkpoint from `triage finetune` (same data and config): finish it without fine-tuning"),
+    ] = None,
 ) -> None:
     """Train a model, log it to MLflow and register version N of comment-triage."""
     from training.base_models import BaseModelError
     from training.config import ConfigError, load_config
     from training.data import DataValidationError
     from training.evaluate import report_table
+    from training.finetune import CheckpointError
     from training.train import train as run_training
 
     try:
         cfg = load_config(config)
-        result = run_training(list(data), cfg, skip_invalid=skip_invalid, register=register)
-    except (ConfigError, DataValidationError, BaseModelError) as exc:
+        result = run_training(list(data), cfg, skip_invalid=skip_invalid, register=register, finetuned=finetuned)
+    except (ConfigError, DataValidationError, BaseModelError, CheckpointError) as exc:
         _fail(str(exc))
         return
     typer.echo(report_table(result.report))
     typer.echo(f"run {result.run_id} trained in {result.seconds:.0f}s")
     if result.version:
         typer.echo(f"registered comment-triage version {result.version}")
+
+
+@app.command()
+def finetune(
+    data: Annotated[list[Path], typer.Option("--data", help="JSONL/CSV/Parquet file or folder; repeatable")],
+    config: Annotated[Path, typer.Option(help="a transformer training config YAML")],
+    out: Annotated[Path, typer.Option(help="the checkpoint folder to write")],
+    base_model: Annotated[
+        str | None,
+        typer.Option(help="a prepared base-model folder used as is, instead of the config's (no vocabulary trim)"),
+    ] = None,
+    dtype: Annotated[str, typer.Option(help="float32, float16 or bfloat16: the precision of the saved tensors")] = (
+        "float32"
+    ),
+    shard_mb: Annotated[float, typer.Option(min=0, help="at most this many MB per tensor file (0: one file)")] = 0,
+    max_minutes: Annotated[
+        float | None, typer.Option(min=0.1, help="stop fine-tuning after this long (overrides the config's budget)")
+    ] = None,
+    skip_invalid: Annotated[bool, typer.Option(help="report and skip invalid rows instead of stopping")] = False,
+) -> None:
+    """Fine-tune a transformer and write a checkpoint (no MLflow): on a GPU machine, say. Finish it where MLflow
+    lives with `triage train --data ... --config ... --finetuned DIR`."""
+    from training.base_models import BaseModelError
+    from training.config import ConfigError, load_config
+    from training.data import DataValidationError
+    from training.finetune import CheckpointError
+    from training.finetune import finetune as run_finetune
+    from training.settings import TrainingSettings
+
+    settings = TrainingSettings()
+    try:
+        cfg = load_config(config)
+        if max_minutes is not None:
+            cfg.transformer.time_budget_minutes = max_minutes
+        path, fit = run_finetune(
+            list(data),
+            cfg,
+            out,
+            home=settings.home,
+            seed_data=settings.seed_data,
+            base_override=base_model,
+            dtype=dtype,
+            shard_mb=shard_mb,
+            skip_invalid=skip_invalid,
+        )
+    except (ConfigError, DataValidationError, BaseModelError, CheckpointError) as exc:
+        _fail(str(exc))
+        return
+    typer.echo(f"fine-tuned {fit.steps} steps in {fit.seconds:.0f}s (best validation {fit.best_score:.4f})")
+    typer.echo(f"checkpoint: {path}")
 
 
 @app.command()

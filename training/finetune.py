@@ -1,0 +1,299 @@
+"""Fine-tune on one machine, finish on another: a transformer checkpoint that needs no MLflow.
+
+``triage finetune`` reads and splits the data exactly as ``triage train`` does, fine-tunes the encoder and
+heads, and writes a checkpoint folder: the tensors that trained (a frozen embedding table is not written:
+it is the base model's), in safetensors shards of a chosen size and dtype, and ``checkpoint.json``, which
+says what they were trained on (the split's fingerprint, the vocabulary's hash, the config) and how
+(steps, time, device, the validation history).
+
+``triage train --finetuned DIR`` then skips fine-tuning: it resolves the same base model, loads the
+tensors, checks that the split and the vocabulary are the ones the checkpoint was trained on, and does
+the rest (ONNX export, thresholds, TF-IDF and the ensemble, evaluation, MLflow, the registry). So a GPU
+machine needs no MLflow, no tracking server and no hub: the data, a base-model folder and this package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from training.config import TrainConfig, TransformerConfig
+from training.prepare import Prepared, cap, cap_total
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "checkpoint.json"
+CHECKPOINT_FORMAT = 1
+DTYPES = ("float32", "float16", "bfloat16")
+# What the exported model's input depends on: a checkpoint trained with other values cannot be finished.
+SERVING_FIELDS = ("max_length", "text_prefix")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be written, read, or finished on this data and config; the message says why."""
+
+
+@dataclass
+class BaseFolder:
+    path: str
+    vocab: dict[str, Any]
+
+
+def prepare_base(cfg: TrainConfig, prepared: Prepared, home: Path, base_override: str | None = None) -> BaseFolder:
+    """The folder to fine-tune from: the config's base model, its vocabulary trimmed to the training and
+    validation texts when the config says so. ``base_override``: a prepared folder, used as is (no trim)."""
+    from training.base_models import resolve_base_model
+
+    if base_override:
+        return BaseFolder(resolve_base_model(base_override, home), {})
+    tcfg = cfg.transformer
+    base = resolve_base_model(tcfg.base_model, home)
+    if not tcfg.trim_vocab:
+        return BaseFolder(base, {})
+    from training.vocab import trim_model
+
+    texts = prepared.part("train")["norm_text"].tolist() + prepared.part("val")["norm_text"].tolist()
+    trimmed = trim_model(base, texts, home / "base_models" / "trimmed", prefix=tcfg.text_prefix)
+    return BaseFolder(str(trimmed.path), {"vocab_before": trimmed.before, "vocab_after": trimmed.after})
+
+
+def fine_tune(cfg: TrainConfig, prepared: Prepared, base: BaseFolder) -> Any:
+    """The fine-tuning step of a transformer run: early stopping on a capped, source-balanced validation set."""
+    from training.transformer import fit_transformer
+
+    tcfg = cfg.transformer
+    train_df = cap(prepared.part("train"), tcfg.max_rows_per_source_train, cfg.split.seed)
+    early_val = cap_total(prepared.part("val"), tcfg.max_rows_val, cfg.split.seed)
+    return fit_transformer(train_df, early_val, tcfg, base.path, cfg.source_weights)
+
+
+def vocab_hash(tokenizer: Any) -> str:
+    pieces = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    return hashlib.sha256(json.dumps(pieces, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def trained_tensors(model: Any) -> dict[str, Any]:
+    """The parameters that fine-tuning changes (``requires_grad``): what a checkpoint must carry."""
+    return {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def _shards(tensors: Mapping[str, Any], limit: int) -> list[dict[str, Any]]:
+    shards: list[dict[str, Any]] = [{}]
+    size = 0
+    for name in sorted(tensors):
+        nbytes = tensors[name].numel() * tensors[name].element_size()
+        if shards[-1] and size + nbytes > limit:
+            shards.append({})
+            size = 0
+        shards[-1][name] = tensors[name]
+        size += nbytes
+    return shards
+
+
+def save_checkpoint(
+    fit: Any,
+    cfg: TrainConfig,
+    directory: Path,
+    *,
+    split_fingerprint: str,
+    vocab: Mapping[str, Any] | None = None,
+    dtype: str = "float32",
+    shard_mb: float = 0,
+) -> Path:
+    """Write the trained tensors (``dtype``; shards of at most ``shard_mb`` MB, 0: one file) and their metadata."""
+    import torch
+    import transformers
+    from safetensors.torch import save_file
+
+    if dtype not in DTYPES:
+        raise CheckpointError(f"dtype must be one of {', '.join(DTYPES)} (got {dtype!r})")
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.to("cpu", getattr(torch, dtype)).contiguous() for k, v in trained_tensors(fit.model).items()}
+    limit = int(shard_mb * 1e6) if shard_mb else 1 << 62
+    shards = _shards(tensors, limit)
+    files = []
+    for i, shard in enumerate(shards, 1):
+        name = f"trained-{i:05d}-of-{len(shards):05d}.safetensors"
+        save_file(shard, str(directory / name))
+        files.append({"file": name, "sha256": _sha256(directory / name), "tensors": len(shard)})
+    encoder = fit.model.encoder
+    meta = {
+        "format": CHECKPOINT_FORMAT,
+        "split_fingerprint": split_fingerprint,
+        "vocab_hash": vocab_hash(fit.tokenizer),
+        "vocab_size": len(fit.tokenizer.get_vocab()),
+        "num_layers": int(encoder.config.num_hidden_layers),
+        "hidden_size": int(encoder.config.hidden_size),
+        "dtype": dtype,
+        "files": files,
+        "transformer": cfg.transformer.model_dump(),
+        "source_weights": dict(cfg.source_weights),
+        "steps": fit.steps,
+        "seconds": fit.seconds,
+        "best_score": fit.best_score,
+        "history": fit.history,
+        "bucket_share": fit.bucket_share,
+        "vocab": dict(vocab or {}),
+        "device": _device_name(fit.model),
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+        "host": platform.node(),
+    }
+    (directory / CHECKPOINT_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
+    log.info("checkpoint: %d tensors in %d file(s) (%s) at %s", len(tensors), len(files), dtype, directory)
+    return directory
+
+
+def read_checkpoint(directory: Path) -> dict[str, Any]:
+    path = directory / CHECKPOINT_FILE
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{directory}: not a checkpoint folder (no {CHECKPOINT_FILE})") from None
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: invalid JSON ({exc})") from None
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: checkpoint format {meta.get('format')!r}, this code reads {CHECKPOINT_FORMAT}")
+    return meta
+
+
+def check_compatible(meta: Mapping[str, Any], cfg: TrainConfig, split_fingerprint: str, directory: Path) -> None:
+    """A checkpoint is finished only on the split it was trained on and with the input it was trained for."""
+    if meta["split_fingerprint"] != split_fingerprint:
+        raise CheckpointError(
+            f"{directory}: fine-tuned on another train/validation/test split (fingerprint "
+            f"{meta['split_fingerprint']}, here {split_fingerprint}): give the same data and split settings"
+        )
+    for name in SERVING_FIELDS:
+        theirs, ours = meta["transformer"].get(name), getattr(cfg.transformer, name)
+        if theirs != ours:
+            raise CheckpointError(
+                f"{directory}: fine-tuned with transformer.{name}={theirs!r}, the config says {ours!r}"
+            )
+
+
+def load_checkpoint(directory: Path, base_path: str) -> Any:
+    """Rebuild the fine-tuned model: the base model's tensors, overwritten by the checkpoint's trained ones."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModel, AutoTokenizer
+
+    from training.transformer import FitResult, MultiTaskModel, freeze, truncate_layers
+
+    meta = read_checkpoint(directory)
+    tokenizer = AutoTokenizer.from_pretrained(base_path)
+    if vocab_hash(tokenizer) != meta["vocab_hash"]:
+        raise CheckpointError(
+            f"{directory}: trained on another vocabulary than the base model {base_path} has "
+            f"({meta['vocab_size']} pieces, hash {meta['vocab_hash']}; here {len(tokenizer.get_vocab())}, "
+            f"{vocab_hash(tokenizer)}): same base model, trim_vocab and data needed"
+        )
+    tcfg = TransformerConfig.model_validate(meta["transformer"])
+    encoder = AutoModel.from_pretrained(base_path, add_pooling_layer=False)
+    truncate_layers(encoder, meta["num_layers"])
+    model = MultiTaskModel(encoder, encoder.config.hidden_size, tcfg.dropout)
+    freeze(model, tcfg)
+    expected = set(trained_tensors(model))
+    state: dict[str, Any] = {}
+    for entry in meta["files"]:
+        path = directory / entry["file"]
+        if not path.is_file():
+            raise CheckpointError(f"{path}: missing")
+        if _sha256(path) != entry["sha256"]:
+            raise CheckpointError(f"{path}: sha256 differs from {CHECKPOINT_FILE} (a damaged or partial copy)")
+        state.update(load_file(str(path)))
+    if set(state) != expected:
+        missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+        raise CheckpointError(
+            f"{directory}: its tensors do not fit the model (missing {missing[:5]}, unexpected {extra[:5]})"
+        )
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in state.items():
+            if params[name].shape != value.shape:
+                raise CheckpointError(
+                    f"{directory}: {name} has shape {tuple(value.shape)}, the model {tuple(params[name].shape)}"
+                )
+            params[name].copy_(value.to(torch.float32))
+    model.eval()
+    log.info("loaded checkpoint %s (%d steps on %s)", directory, meta["steps"], meta["device"])
+    return FitResult(
+        model,
+        tokenizer,
+        int(meta["steps"]),
+        float(meta["seconds"]),
+        float(meta["best_score"]),
+        list(meta["history"]),
+        dict(meta["bucket_share"]),
+    )
+
+
+def checkpoint_summary(meta: Mapping[str, Any], directory: Path) -> dict[str, Any]:
+    """What a finished run records about the fine-tuning it did not do itself."""
+    return {
+        "path": str(directory),
+        "device": meta["device"],
+        "host": meta.get("host"),
+        "dtype": meta["dtype"],
+        "steps": meta["steps"],
+        "seconds": meta["seconds"],
+        "versions": meta.get("versions", {}),
+        "transformer": meta["transformer"],
+    }
+
+
+def _device_name(model: Any) -> str:
+    import torch
+
+    device = next(model.parameters()).device
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    try:
+        import torch.cuda
+
+        if torch.cuda.is_available():
+            return f"cuda ({torch.cuda.get_device_name(0)})"
+    except Exception:  # noqa: BLE001 - a name for the record only
+        pass
+    return "cpu"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def finetune(
+    data: list[str | Path],
+    cfg: TrainConfig,
+    out: Path,
+    *,
+    home: Path,
+    seed_data: Path | None,
+    base_override: str | None = None,
+    dtype: str = "float32",
+    shard_mb: float = 0,
+    skip_invalid: bool = False,
+) -> tuple[Path, Any]:
+    """``triage finetune``: load and split as ``triage train`` would, fine-tune, write the checkpoint."""
+    from training.prepare import load_prepared
+
+    if cfg.family != "transformer":
+        raise CheckpointError(f"finetune needs a transformer config (family: {cfg.family})")
+    prepared = load_prepared(list(data), cfg, seed_data, skip_invalid=skip_invalid)
+    sizes = {name: len(prepared.part(name)) for name in ("train", "val", "test")}
+    log.info("rows: %s; split fingerprint %s", sizes, prepared.split_fingerprint)
+    base = prepare_base(cfg, prepared, home, base_override)
+    fit = fine_tune(cfg, prepared, base)
+    path = save_checkpoint(
+        fit, cfg, out, split_fingerprint=prepared.split_fingerprint, vocab=base.vocab, dtype=dtype, shard_mb=shard_mb
+    )
+    return path, fit

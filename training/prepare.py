@@ -1,0 +1,74 @@
+"""Loading and splitting the training data, shared by ``triage train`` and ``triage finetune``."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from models.text import normalize
+from training.config import TrainConfig
+from training.data import LoadedData, load_data
+from training.split import assign_splits, rank_key
+
+
+def cap_per_source(frame: pd.DataFrame, cap: int, seed: int) -> pd.DataFrame:
+    rank = frame["id"].map(lambda i: rank_key(seed, str(i)))
+    keep = rank.groupby(frame["source"]).rank(method="first") <= cap
+    return frame[keep.to_numpy()].reset_index(drop=True)
+
+
+def cap(frame: pd.DataFrame, per_source: int | None, seed: int) -> pd.DataFrame:
+    return cap_per_source(frame, per_source, seed) if per_source else frame
+
+
+def cap_total(frame: pd.DataFrame, total: int | None, seed: int) -> pd.DataFrame:
+    """About ``total`` rows, the same number from each source."""
+    return cap(frame, max(1, total // max(1, frame["source"].nunique())) if total else None, seed)
+
+
+def prepare(loaded: LoadedData, cfg: TrainConfig) -> pd.DataFrame:
+    frame = loaded.frame
+    if cfg.max_rows_per_source:
+        frame = cap_per_source(frame, cfg.max_rows_per_source, cfg.split.seed)
+    frame = frame.copy()
+    frame["norm_text"] = frame["text"].map(normalize)
+    frame["split"] = assign_splits(frame, cfg.split.val_fraction, cfg.split.test_fraction, cfg.split.seed)
+    return frame
+
+
+def ids_fingerprint(ids: pd.Series) -> str:
+    return hashlib.sha256("\n".join(sorted(ids.astype(str))).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Prepared:
+    """The data of one run: every row with its split, and the three splits."""
+
+    paths: list[Path]
+    loaded: LoadedData
+    frame: pd.DataFrame
+
+    def part(self, name: str) -> pd.DataFrame:
+        return self.frame[self.frame["split"] == name]
+
+    @property
+    def split_fingerprint(self) -> str:
+        """Which rows went to which split: a checkpoint fine-tuned elsewhere must match it to be finished here."""
+        parts = [f"{name}:{ids_fingerprint(self.part(name)['id'])}" for name in ("train", "val", "test")]
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def load_prepared(
+    data: list[str | Path], cfg: TrainConfig, seed_data: Path | None, skip_invalid: bool = False
+) -> Prepared:
+    """Read ``data`` (plus the seed set when the config includes it) and split it as the config says."""
+    paths = [Path(p) for p in data]
+    if cfg.include_seed and seed_data is not None and seed_data.exists():
+        seed = seed_data.resolve()
+        if all(p.resolve() != seed for p in paths):
+            paths.append(seed)
+    loaded = load_data(paths, skip_invalid=skip_invalid)
+    return Prepared(paths, loaded, prepare(loaded, cfg))
