@@ -33,6 +33,21 @@ CHECKPOINT_FORMAT = 1
 DTYPES = ("float32", "float16", "bfloat16")
 # What the exported model's input depends on: a checkpoint trained with other values cannot be finished.
 SERVING_FIELDS = ("max_length", "text_prefix")
+REQUIRED_KEYS = (
+    "split_fingerprint",
+    "vocab_hash",
+    "vocab_size",
+    "num_layers",
+    "dtype",
+    "files",
+    "transformer",
+    "steps",
+    "seconds",
+    "best_score",
+    "history",
+    "bucket_share",
+    "device",
+)
 
 
 class CheckpointError(RuntimeError):
@@ -83,6 +98,18 @@ def trained_tensors(model: Any) -> dict[str, Any]:
     return {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
 
 
+def frozen_hash(model: Any) -> str:
+    """A hash of the tensors a checkpoint leaves out (frozen: the base model's), to check the base on loading."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name, p in sorted(model.named_parameters()):
+        if not p.requires_grad:
+            digest.update(name.encode())
+            digest.update(p.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def _shards(tensors: Mapping[str, Any], limit: int) -> list[dict[str, Any]]:
     shards: list[dict[str, Any]] = [{}]
     size = 0
@@ -114,6 +141,8 @@ def save_checkpoint(
     if dtype not in DTYPES:
         raise CheckpointError(f"dtype must be one of {', '.join(DTYPES)} (got {dtype!r})")
     directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("trained-*.safetensors"):
+        stale.unlink()
     tensors = {k: v.to("cpu", getattr(torch, dtype)).contiguous() for k, v in trained_tensors(fit.model).items()}
     limit = int(shard_mb * 1e6) if shard_mb else 1 << 62
     shards = _shards(tensors, limit)
@@ -128,6 +157,7 @@ def save_checkpoint(
         "split_fingerprint": split_fingerprint,
         "vocab_hash": vocab_hash(fit.tokenizer),
         "vocab_size": len(fit.tokenizer.get_vocab()),
+        "frozen_hash": frozen_hash(fit.model),
         "num_layers": int(encoder.config.num_hidden_layers),
         "hidden_size": int(encoder.config.hidden_size),
         "dtype": dtype,
@@ -140,7 +170,7 @@ def save_checkpoint(
         "history": fit.history,
         "bucket_share": fit.bucket_share,
         "vocab": dict(vocab or {}),
-        "device": _device_name(fit.model),
+        "device": fit.device,
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
         "host": platform.node(),
     }
@@ -157,8 +187,12 @@ def read_checkpoint(directory: Path) -> dict[str, Any]:
         raise CheckpointError(f"{directory}: not a checkpoint folder (no {CHECKPOINT_FILE})") from None
     except ValueError as exc:
         raise CheckpointError(f"{path}: invalid JSON ({exc})") from None
-    if meta.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: checkpoint format {meta.get('format')!r}, this code reads {CHECKPOINT_FORMAT}")
+    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise CheckpointError(f"{path}: checkpoint format {found!r}, this code reads {CHECKPOINT_FORMAT}")
+    missing = [key for key in REQUIRED_KEYS if key not in meta]
+    if missing:
+        raise CheckpointError(f"{path}: incomplete, no {', '.join(missing)}")
     return meta
 
 
@@ -212,6 +246,11 @@ def load_checkpoint(directory: Path, base_path: str) -> Any:
         raise CheckpointError(
             f"{directory}: its tensors do not fit the model (missing {missing[:5]}, unexpected {extra[:5]})"
         )
+    if meta.get("frozen_hash") and frozen_hash(model) != meta["frozen_hash"]:
+        raise CheckpointError(
+            f"{directory}: the base model {base_path} has other frozen tensors (the embedding table, say) than the "
+            "one it was fine-tuned from: same base model, trim_vocab and data needed"
+        )
     params = dict(model.named_parameters())
     with torch.no_grad():
         for name, value in state.items():
@@ -247,22 +286,6 @@ def checkpoint_summary(meta: Mapping[str, Any], directory: Path) -> dict[str, An
     }
 
 
-def _device_name(model: Any) -> str:
-    import torch
-
-    device = next(model.parameters()).device
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    try:
-        import torch.cuda
-
-        if torch.cuda.is_available():
-            return f"cuda ({torch.cuda.get_device_name(0)})"
-    except Exception:  # noqa: BLE001 - a name for the record only
-        pass
-    return "cpu"
-
-
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -288,6 +311,8 @@ def finetune(
 
     if cfg.family != "transformer":
         raise CheckpointError(f"finetune needs a transformer config (family: {cfg.family})")
+    if dtype not in DTYPES:
+        raise CheckpointError(f"dtype must be one of {', '.join(DTYPES)} (got {dtype!r})")
     prepared = load_prepared(list(data), cfg, seed_data, skip_invalid=skip_invalid)
     sizes = {name: len(prepared.part(name)) for name in ("train", "val", "test")}
     log.info("rows: %s; split fingerprint %s", sizes, prepared.split_fingerprint)

@@ -43,6 +43,17 @@ def ids_fingerprint(ids: pd.Series) -> str:
     return hashlib.sha256("\n".join(sorted(ids.astype(str))).encode()).hexdigest()[:16]
 
 
+def _covers(paths: list[Path], seed_data: Path) -> bool:
+    """Whether ``paths`` already read the seed set: it, a file or folder inside it, or a folder around it
+    (folders are read recursively)."""
+    seed = seed_data.resolve()
+    for path in paths:
+        resolved = path.resolve()
+        if resolved == seed or seed in resolved.parents or resolved in seed.parents:
+            return True
+    return False
+
+
 @dataclass
 class Prepared:
     """The data of one run: every row with its split, and the three splits."""
@@ -66,9 +77,7 @@ def load_prepared(
 ) -> Prepared:
     """Read ``data`` (plus the seed set when the config includes it) and split it as the config says."""
     paths = [Path(p) for p in data]
-    if cfg.include_seed and seed_data is not None and seed_data.exists():
-        seed = seed_data.resolve()
-        if all(p.resolve() != seed for p in paths):
-            paths.append(seed)
+    if cfg.include_seed and seed_data is not None and seed_data.exists() and not _covers(paths, seed_data):
+        paths.append(seed_data.resolve())
     loaded = load_data(paths, skip_invalid=skip_invalid)
     return Prepared(paths, loaded, prepare(loaded, cfg))

@@ -329,15 +329,13 @@ def fit_transformer_family(
     tcfg = cfg.transformer
     train_df, val_df, test_df = prepared.part("train"), prepared.part("val"), prepared.part("test")
     weights_meta: dict[str, Any] = {"ensemble_head_weights": None, "ensemble_lang_weights": None}
-    base = prepare_base(cfg, prepared, settings.home)
     finetune_meta: dict[str, Any] = {}
-    if finetuned is None:
-        fit = fine_tune(cfg, prepared, base)
-    else:
+    if finetuned is not None:  # before any base-model work: a wrong folder or split fails at once
         meta = read_checkpoint(finetuned)
         check_compatible(meta, cfg, prepared.split_fingerprint, finetuned)
-        fit = load_checkpoint(finetuned, base.path)
         finetune_meta = {"finetuned": checkpoint_summary(meta, finetuned)}
+    base = prepare_base(cfg, prepared, settings.home)
+    fit = fine_tune(cfg, prepared, base) if finetuned is None else load_checkpoint(finetuned, base.path)
     calibration = train_df["norm_text"].sample(min(tcfg.calibration_rows, len(train_df)), random_state=tcfg.seed)
     candidates: dict[str, Any] = {
         "transformer": export_onnx(fit, tcfg, work / "transformer", calibration_texts=calibration.tolist())

@@ -219,6 +219,13 @@ class FitResult:
     best_score: float
     history: list[dict[str, float]] = field(default_factory=list)
     bucket_share: dict[str, float] = field(default_factory=dict)
+    device: str = "cpu"  # where it was fine-tuned (the model itself ends on the CPU)
+
+
+def device_label(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
 
 
 def truncate_layers(encoder: nn.Module, keep: int | None) -> None:
@@ -341,7 +348,8 @@ def fit_transformer(
     if best_state is not None:
         model.load_state_dict(best_state)
     model.to("cpu").eval()
-    return FitResult(model, tokenizer, step, time.monotonic() - started, best_score, history, sampler.share())
+    seconds = time.monotonic() - started
+    return FitResult(model, tokenizer, step, seconds, best_score, history, sampler.share(), device_label(device))
 
 
 class _CalibrationBatches:
