@@ -439,13 +439,14 @@ def test_batch_consistency_finds_scores_that_depend_on_the_batch(tiny_fit, tmp_p
     assert out["max_abs_diff"] < 1e-5 and not any(out["decisions_changed"].values())
 
 
-def test_static_quantization_scores_a_comment_the_same_in_any_batch(tiny_fit, tmp_path):
+@pytest.mark.parametrize("calibration", ["minmax", "percentile"])
+def test_static_quantization_scores_a_comment_the_same_in_any_batch(tiny_fit, tmp_path, calibration):
     import onnx
 
     from training.train import batch_consistency
 
     result, val = tiny_fit
-    cfg = tiny_cfg(quantization="static")
+    cfg = tiny_cfg(quantization="static", calibration=calibration, calibration_percentile=99.0)
     with pytest.raises(ValueError, match="calibration texts"):
         export_onnx(result, cfg, tmp_path / "none")
     backend = export_onnx(result, cfg, tmp_path / "static", calibration_texts=val["norm_text"].tolist()[50:150])
@@ -455,3 +456,15 @@ def test_static_quantization_scores_a_comment_the_same_in_any_batch(tiny_fit, tm
     rows = val.iloc[:40]
     out = batch_consistency(backend, rows, backend.predict_proba(rows["norm_text"].tolist()), {})
     assert out["max_abs_diff"] < 1e-5 and not any(out["decisions_changed"].values())
+
+
+def test_static_calibration_method_sets_the_activation_ranges(tiny_fit, tmp_path):
+    """min-max keeps every activation in range; a (low) percentile clips: the two exports score differently."""
+    result, val = tiny_fit
+    calibration = val["norm_text"].tolist()[50:150]
+    texts = val["norm_text"].tolist()[:50]
+    scores = {}
+    for method in ("minmax", "percentile"):
+        cfg = tiny_cfg(quantization="static", calibration=method, calibration_percentile=95.0)
+        scores[method] = export_onnx(result, cfg, tmp_path / method, calibration_texts=calibration).predict_proba(texts)
+    assert max(np.abs(scores["minmax"][h] - scores["percentile"][h]).max() for h in scores["minmax"]) > 1e-4

@@ -83,9 +83,17 @@ class TransformerConfig(_Strict):
         "dynamic",
         description="dynamic: activation scales computed per batch at run time, so a comment's scores depend "
         "slightly on the comments scored with it; static: activation scales fixed on calibration_rows training "
-        "texts (99.99th percentile), so a comment scores the same alone or in any batch",
+        "texts (see calibration), so a comment scores the same alone or in any batch",
     )
     calibration_rows: int = Field(256, ge=8, description="training texts that fix the static activation scales")
+    calibration: Literal["minmax", "percentile"] = Field(
+        "minmax",
+        description="how static int8 sets an activation's range on the calibration texts: its min and max, or "
+        "the calibration_percentile of its absolute values. A percentile clips the outlier features a longer "
+        "fine-tune grows: on a 6-layer e5 trained ~4 epochs on a GPU, 99.99 cost 0.05 sentiment macro-F1 "
+        "(mean |Δp| 0.08), min-max 0.006 (mean |Δp| 0.008), as dynamic int8 did",
+    )
+    calibration_percentile: float = Field(99.999, gt=90, le=100)
     quantize_exclude: list[str] = Field(
         default_factory=lambda: [r"layer\.\d+/(intermediate|output)/dense/"],
         description="regular expressions of ONNX node names kept fp32 when quantizing. Default: the BERT "

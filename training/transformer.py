@@ -394,8 +394,8 @@ def _quantize(
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         nodes_to_exclude=keep,
-        calibrate_method=CalibrationMethod.Percentile,
-        extra_options={"CalibPercentile": 99.99},
+        calibrate_method=CalibrationMethod.MinMax if cfg.calibration == "minmax" else CalibrationMethod.Percentile,
+        extra_options={} if cfg.calibration == "minmax" else {"CalibPercentile": cfg.calibration_percentile},
     )
 
 
