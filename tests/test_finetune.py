@@ -450,3 +450,25 @@ def test_cli_finetune_with_a_tfidf_config_fails_cleanly(cli, tiny_base, tmp_path
     assert result.exit_code == 2, result.output
     assert "error: finetune needs a transformer config (family: tfidf)" in result.output
     assert "Traceback" not in result.output
+
+
+def test_cli_base_model_prepare_prints_the_folder_finetune_starts_from(cli, tiny_base, tmp_path):
+    """The folder `triage finetune --base-model` takes on another machine; a trim it cannot do is a clean error."""
+    from triage.cli import app
+
+    config = _write_config(tmp_path / "tiny.yaml", tiny_base)
+    result = cli.invoke(app, ["base-model", "prepare", "--data", str(SEED), "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    folder = Path(result.output.strip().splitlines()[-1])
+    assert folder == Path(tiny_base).resolve()  # trim_vocab off: the base model itself
+    out = tmp_path / "ckpt"
+    args = ["--data", str(SEED), "--config", str(config), "--out", str(out), "--base-model", str(folder)]
+    assert cli.invoke(app, ["finetune", *args]).exit_code == 0
+    assert (out / CHECKPOINT_FILE).is_file()
+
+    raw = yaml.safe_load(config.read_text(encoding="utf-8"))
+    raw["transformer"]["trim_vocab"] = True  # the tiny base is WordPiece: trimming needs SentencePiece
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    for command in (["base-model", "prepare"], ["train"]):
+        result = cli.invoke(app, [*command, "--data", str(SEED), "--config", str(config)])
+        assert result.exit_code == 2 and "error: vocabulary trimming needs a Unigram" in result.output, result.output

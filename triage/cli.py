@@ -52,11 +52,12 @@ def train(
     from training.evaluate import report_table
     from training.finetune import CheckpointError
     from training.train import train as run_training
+    from training.vocab import VocabTrimError
 
     try:
         cfg = load_config(config)
         result = run_training(list(data), cfg, skip_invalid=skip_invalid, register=register, finetuned=finetuned)
-    except (ConfigError, DataValidationError, BaseModelError, CheckpointError) as exc:
+    except (ConfigError, DataValidationError, BaseModelError, CheckpointError, VocabTrimError) as exc:
         _fail(str(exc))
         return
     typer.echo(report_table(result.report))
@@ -91,6 +92,7 @@ def finetune(
     from training.finetune import CheckpointError
     from training.finetune import finetune as run_finetune
     from training.settings import TrainingSettings
+    from training.vocab import VocabTrimError
 
     settings = TrainingSettings()
     try:
@@ -108,7 +110,7 @@ def finetune(
             shard_mb=shard_mb,
             skip_invalid=skip_invalid,
         )
-    except (ConfigError, DataValidationError, BaseModelError, CheckpointError) as exc:
+    except (ConfigError, DataValidationError, BaseModelError, CheckpointError, VocabTrimError) as exc:
         _fail(str(exc))
         return
     typer.echo(f"fine-tuned {fit.steps} steps in {fit.seconds:.0f}s (best validation {fit.best_score:.4f})")
@@ -190,6 +192,33 @@ def base_model_build(
         _fail(str(exc))
         return
     typer.echo(path)
+
+
+@base_app.command("prepare")
+def base_model_prepare(
+    data: Annotated[list[Path], typer.Option("--data", help="the training data, as for `triage train`")],
+    config: Annotated[Path, typer.Option(help="a transformer training config YAML")],
+) -> None:
+    """Print the folder a transformer config fine-tunes from: its base model, with the vocabulary trimmed to
+    the training and validation texts when the config says so (built and cached as `triage train` would).
+    Give it to `triage finetune --base-model` on a machine that cannot build it."""
+    from training.base_models import BaseModelError
+    from training.config import ConfigError, load_config
+    from training.data import DataValidationError
+    from training.finetune import prepare_base
+    from training.prepare import load_prepared
+    from training.settings import TrainingSettings
+    from training.vocab import VocabTrimError
+
+    settings = TrainingSettings()
+    try:
+        cfg = load_config(config)
+        prepared = load_prepared(list(data), cfg, settings.seed_data)
+        base = prepare_base(cfg, prepared, settings.home)
+    except (ConfigError, DataValidationError, BaseModelError, VocabTrimError) as exc:
+        _fail(str(exc))
+        return
+    typer.echo(Path(base.path).resolve())
 
 
 @app.command()
