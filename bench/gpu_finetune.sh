@@ -9,7 +9,7 @@
 #   .gpu/whl/*.whl    what the GPU machine lacks (pydantic, pydantic-settings and their needs)
 set -euo pipefail
 OUT=${OUT:-out/gpu}
-MINUTES=${MINUTES:-5}                  # each run's time guard: the best checkpoint so far is kept
+MINUTES=${MINUTES:-6}                  # each run's time guard: the best checkpoint so far is kept
 CONFIG_DIR=${CONFIG_DIR:-configs}
 CONFIGS=${CONFIGS:-transformer_gpu transformer_gpu_6l}
 WHEELS=${WHEELS:-.gpu/whl}
@@ -28,6 +28,9 @@ run() {
     --out "$OUT/$1" --dtype float16 --shard-mb 15 --max-minutes "$MINUTES" 2>&1 \
     | grep --line-buffered -v "Warning\|warnings.warn" | sed -u "s/^/[$1] /" | tee -a "$OUT/log.txt"
 }
-for name in $CONFIGS; do run "$name" & done
-wait
+pids=()
+for name in $CONFIGS; do run "$name" & pids+=($!); done
+rc=0
+for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
 ls -la "$OUT"/*
+exit $rc

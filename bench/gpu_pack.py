@@ -44,7 +44,8 @@ def to_blocks(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
                 k = np.rint(blocks / d32)
                 ok = np.isfinite(k).all(axis=1) & (k >= -8).all(axis=1) & (k <= 7).all(axis=1)
                 k = np.where(np.isfinite(k), k, 0)
-                ok &= ((k.astype(np.float32) * d32) == blocks).all(axis=1)
+                same = (k.astype(np.float32) * d32).view(np.uint32) == blocks.view(np.uint32)  # -0.0 != 0.0
+                ok &= same.all(axis=1)
                 take = ok & ~done
                 scales[take] = d[take]
                 ks[take] = k[take].astype(np.int8)
@@ -81,7 +82,7 @@ def pack(src: Path, out: Path) -> None:
             kinds[name] = "raw"
             continue
         scales, ks = blocks
-        assert np.array_equal(from_blocks(scales, ks).reshape(value.shape), value), name
+        assert np.array_equal(from_blocks(scales, ks).view(np.uint32), value.reshape(-1).view(np.uint32)), name
         arrays[f"d:{name}"], arrays[f"q:{name}"] = scales, _nibbles(ks)
         arrays[f"shape:{name}"] = np.asarray(value.shape, dtype=np.int64)
         kinds[name] = "q4"

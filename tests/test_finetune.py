@@ -221,7 +221,8 @@ def test_finishing_a_checkpoint_equals_training_in_one_go(fp32_checkpoint, tmp_p
     tuned = json.loads(
         Path(mlflow.artifacts.download_artifacts(run_id=finished.run_id, artifact_path="finetuned.json")).read_text()
     )
-    assert tuned["steps"] == fit.steps and tuned["device"] == "cpu" and tuned["transformer"]["max_length"] == 32
+    assert tuned["steps"] == fit.steps and tuned["device"] == "cpu"
+    assert run.data.params["transformer.max_steps"] == "30"  # the run's config is how the checkpoint was trained
     assert run.data.metrics["val_score"] == pytest.approx(fit.history[-1]["val_score"])  # the checkpoint's history
     card = mlflow.artifacts.download_artifacts(run_id=finished.run_id, artifact_path="model_card.md")
     assert "Fine-tuned elsewhere (`triage finetune`)" in Path(card).read_text(encoding="utf-8")
@@ -422,12 +423,13 @@ def test_cli_finetune_then_train_finetuned(cli, tiny_base, tmp_path):
     meta = json.loads((out / CHECKPOINT_FILE).read_text(encoding="utf-8"))
     # ~45 kB of fp16 tensors (frozen embeddings left out): two shards of at most 30 kB
     assert meta["dtype"] == "float16" and len(meta["files"]) >= 2 and meta["transformer"]["base_model"] == tiny_base
-    home = tmp_path / "home"  # no MLflow store was made: fine-tuning needs none
-    assert not any("mlflow" in p.name or "mlruns" in p.name for p in home.rglob("*")) if home.exists() else True
+    store = tmp_path / "home" / "mlflow.db"  # the embedded MLflow store: fine-tuning makes none ...
+    assert not store.exists()
 
     result = cli.invoke(app, ["train", *args, "--finetuned", str(out)])
     assert result.exit_code == 0, result.output
     assert "registered comment-triage version 1" in result.output
+    assert store.exists()  # ... finishing does
 
 
 def test_cli_train_with_a_folder_that_is_no_checkpoint_fails_cleanly(cli, tiny_base, tmp_path):
@@ -472,3 +474,88 @@ def test_cli_base_model_prepare_prints_the_folder_finetune_starts_from(cli, tiny
     for command in (["base-model", "prepare"], ["train"]):
         result = cli.invoke(app, [*command, "--data", str(SEED), "--config", str(config)])
         assert result.exit_code == 2 and "error: vocabulary trimming needs a Unigram" in result.output, result.output
+
+
+def test_another_model_shape_or_source_weights_are_refused(fp32_checkpoint, tiny_base, tmp_path):
+    """Finishing with the other GPU config (num_layers 6 vs 12, say) would register a model under the wrong
+    settings: the fields that define the model must agree."""
+    from training.finetune import check_compatible, read_checkpoint
+    from training.prepare import load_prepared
+
+    out, _, cfg = fp32_checkpoint
+    meta = read_checkpoint(out)
+    fingerprint = load_prepared([SEED], cfg, SEED).split_fingerprint
+    check_compatible(meta, cfg, fingerprint, out)  # its own config passes
+    fewer = cfg.model_copy(update={"transformer": cfg.transformer.model_copy(update={"num_layers": 1})})
+    with pytest.raises(CheckpointError, match="num_layers=None, the config says 1"):
+        check_compatible(meta, fewer, fingerprint, out)
+    weighted = cfg.model_copy(update={"source_weights": {"seed": 2.0}})
+    with pytest.raises(CheckpointError, match="source_weights"):
+        check_compatible(meta, weighted, fingerprint, out)
+
+
+def test_a_finished_run_records_how_the_checkpoint_was_trained(fp32_checkpoint):
+    """Training settings come from the checkpoint, export settings from the finishing config."""
+    from training.finetune import finishing_config, read_checkpoint
+
+    out, _, cfg = fp32_checkpoint
+    local = cfg.transformer.model_copy(update={"max_steps": 999, "learning_rate": 1.0, "quantization": "static"})
+    merged = finishing_config(read_checkpoint(out), cfg.model_copy(update={"transformer": local}))
+    assert merged.transformer.max_steps == 30 and merged.transformer.learning_rate == cfg.transformer.learning_rate
+    assert merged.transformer.quantization == "static"
+
+
+def test_an_invalid_transformer_config_in_the_checkpoint_is_refused(fp32_checkpoint, tiny_base, tmp_path):
+    out, _, _ = fp32_checkpoint
+    edited = _copy(out, tmp_path / "bad-config")
+    meta = json.loads((edited / CHECKPOINT_FILE).read_text(encoding="utf-8"))
+    meta["transformer"]["max_length"] = 1
+    (edited / CHECKPOINT_FILE).write_text(json.dumps(meta), encoding="utf-8")
+    with pytest.raises(CheckpointError, match="transformer config is not valid here.*max_length"):
+        load_checkpoint(edited, tiny_base)
+
+
+def test_saving_again_leaves_only_the_new_shards(fp32_checkpoint, tmp_path):
+    out, fit, cfg = fp32_checkpoint
+    again = _copy(out, tmp_path / "again")
+    save_checkpoint(fit, cfg, again, split_fingerprint="x", dtype="float32", shard_mb=0)
+    meta = json.loads((again / CHECKPOINT_FILE).read_text(encoding="utf-8"))
+    assert [f["file"] for f in meta["files"]] == ["trained-00001-of-00001.safetensors"]
+    assert sorted(p.name for p in again.glob("*.safetensors")) == ["trained-00001-of-00001.safetensors"]
+
+
+def test_an_unwritable_output_folder_fails_before_fine_tuning(tiny_base, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(CheckpointError, match="cannot write the checkpoint there"):
+        finetune([SEED], transformer_config(tiny_base), blocker / "ckpt", home=tmp_path, seed_data=SEED)
+
+
+def test_a_prepared_base_trimmed_to_other_texts_is_refused(tiny_base, tmp_path):
+    """`--base-model` with trim_vocab: the folder must have been trimmed to this data's texts."""
+    from training.finetune import prepare_base
+    from training.prepare import load_prepared
+    from training.vocab import TRIM_FILE, texts_fingerprint
+
+    cfg = transformer_config(tiny_base, trim_vocab=True)
+    prepared = load_prepared([SEED], cfg, SEED)
+    folder = tmp_path / "prepared"
+    shutil.copytree(tiny_base, folder)
+    texts = prepared.part("train")["norm_text"].tolist() + prepared.part("val")["norm_text"].tolist()
+    info = {"texts": texts_fingerprint(texts, cfg.transformer.text_prefix), "before": 600, "after": 500}
+    (folder / TRIM_FILE).write_text(json.dumps(info), encoding="utf-8")
+    base = prepare_base(cfg, prepared, tmp_path, base_override=str(folder))
+    assert base.path == str(folder) and base.vocab == {"vocab_before": 600, "vocab_after": 500}
+    (folder / TRIM_FILE).write_text(json.dumps(info | {"texts": "other"}), encoding="utf-8")
+    with pytest.raises(CheckpointError, match="trimmed to other texts"):
+        prepare_base(cfg, prepared, tmp_path, base_override=str(folder))
+
+
+def test_cli_finetune_refuses_an_unknown_dtype_before_doing_anything(cli, tiny_base, tmp_path):
+    from triage.cli import app
+
+    config = _write_config(tmp_path / "tiny.yaml", tiny_base)
+    out = tmp_path / "never"
+    args = ["finetune", "--data", str(SEED), "--config", str(config), "--out", str(out), "--dtype", "float8"]
+    result = cli.invoke(app, args)
+    assert result.exit_code == 2 and "float8" in result.output and not out.exists()

@@ -23,6 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from training.base_models import sha256_file
 from training.config import TrainConfig, TransformerConfig
 from training.prepare import Prepared, cap, cap_total
 
@@ -31,8 +34,22 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FILE = "checkpoint.json"
 CHECKPOINT_FORMAT = 1
 DTYPES = ("float32", "float16", "bfloat16")
-# What the exported model's input depends on: a checkpoint trained with other values cannot be finished.
-SERVING_FIELDS = ("max_length", "text_prefix")
+# What defines the fine-tuned model and its input: a checkpoint is finished only with a config that agrees.
+MODEL_FIELDS = ("base_model", "trim_vocab", "num_layers", "max_length", "text_prefix")
+# How a fine-tuned model is exported and checked: these come from the finishing config, the rest (learning
+# rate, steps, ...) from the checkpoint, so the finished run records how the model was really trained.
+EXPORT_FIELDS = (
+    "quantize",
+    "quantization",
+    "calibration",
+    "calibration_rows",
+    "calibration_percentile",
+    "quantize_exclude",
+    "quantization_check_rows",
+    "batch_check_rows",
+    "threads",
+    "device",
+)
 REQUIRED_KEYS = (
     "split_fingerprint",
     "vocab_hash",
@@ -65,17 +82,37 @@ def prepare_base(cfg: TrainConfig, prepared: Prepared, home: Path, base_override
     validation texts when the config says so. ``base_override``: a prepared folder, used as is (no trim)."""
     from training.base_models import resolve_base_model
 
-    if base_override:
-        return BaseFolder(resolve_base_model(base_override, home), {})
     tcfg = cfg.transformer
+    if base_override:
+        return _prepared_folder(resolve_base_model(base_override, home), cfg, prepared)
     base = resolve_base_model(tcfg.base_model, home)
     if not tcfg.trim_vocab:
         return BaseFolder(base, {})
     from training.vocab import trim_model
 
-    texts = prepared.part("train")["norm_text"].tolist() + prepared.part("val")["norm_text"].tolist()
-    trimmed = trim_model(base, texts, home / "base_models" / "trimmed", prefix=tcfg.text_prefix)
+    trimmed = trim_model(base, _texts(prepared), home / "base_models" / "trimmed", prefix=tcfg.text_prefix)
     return BaseFolder(str(trimmed.path), {"vocab_before": trimmed.before, "vocab_after": trimmed.after})
+
+
+def _texts(prepared: Prepared) -> list[str]:
+    """What a vocabulary is trimmed to: the training and validation texts."""
+    return prepared.part("train")["norm_text"].tolist() + prepared.part("val")["norm_text"].tolist()
+
+
+def _prepared_folder(path: str, cfg: TrainConfig, prepared: Prepared) -> BaseFolder:
+    """A folder `triage base-model prepare` made elsewhere: with trim_vocab, it must be trimmed to these texts."""
+    from training.vocab import TRIM_FILE, texts_fingerprint
+
+    marker = Path(path) / TRIM_FILE
+    if not (cfg.transformer.trim_vocab and marker.is_file()):
+        return BaseFolder(path, {})
+    info = json.loads(marker.read_text(encoding="utf-8"))
+    if info.get("texts") != texts_fingerprint(_texts(prepared), cfg.transformer.text_prefix):
+        raise CheckpointError(
+            f"{path}: its vocabulary was trimmed to other texts than this data's training and validation split: "
+            "prepare it with `triage base-model prepare` from the same data and config"
+        )
+    return BaseFolder(path, {"vocab_before": int(info["before"]), "vocab_after": int(info["after"])})
 
 
 def fine_tune(cfg: TrainConfig, prepared: Prepared, base: BaseFolder) -> Any:
@@ -141,6 +178,7 @@ def save_checkpoint(
     if dtype not in DTYPES:
         raise CheckpointError(f"dtype must be one of {', '.join(DTYPES)} (got {dtype!r})")
     directory.mkdir(parents=True, exist_ok=True)
+    (directory / CHECKPOINT_FILE).unlink(missing_ok=True)  # a save cut short leaves no checkpoint, not a wrong one
     for stale in directory.glob("trained-*.safetensors"):
         stale.unlink()
     tensors = {k: v.to("cpu", getattr(torch, dtype)).contiguous() for k, v in trained_tensors(fit.model).items()}
@@ -150,7 +188,7 @@ def save_checkpoint(
     for i, shard in enumerate(shards, 1):
         name = f"trained-{i:05d}-of-{len(shards):05d}.safetensors"
         save_file(shard, str(directory / name))
-        files.append({"file": name, "sha256": _sha256(directory / name), "tensors": len(shard)})
+        files.append({"file": name, "sha256": sha256_file(directory / name), "tensors": len(shard)})
     encoder = fit.model.encoder
     meta = {
         "format": CHECKPOINT_FORMAT,
@@ -193,22 +231,39 @@ def read_checkpoint(directory: Path) -> dict[str, Any]:
     missing = [key for key in REQUIRED_KEYS if key not in meta]
     if missing:
         raise CheckpointError(f"{path}: incomplete, no {', '.join(missing)}")
+    try:
+        TransformerConfig.model_validate(meta["transformer"])
+    except ValidationError as exc:
+        details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise CheckpointError(f"{path}: its transformer config is not valid here ({details})") from None
     return meta
 
 
 def check_compatible(meta: Mapping[str, Any], cfg: TrainConfig, split_fingerprint: str, directory: Path) -> None:
-    """A checkpoint is finished only on the split it was trained on and with the input it was trained for."""
+    """A checkpoint is finished only on the split it was trained on, as the model and input it was trained as."""
     if meta["split_fingerprint"] != split_fingerprint:
         raise CheckpointError(
             f"{directory}: fine-tuned on another train/validation/test split (fingerprint "
             f"{meta['split_fingerprint']}, here {split_fingerprint}): give the same data and split settings"
         )
-    for name in SERVING_FIELDS:
+    for name in MODEL_FIELDS:
         theirs, ours = meta["transformer"].get(name), getattr(cfg.transformer, name)
         if theirs != ours:
             raise CheckpointError(
                 f"{directory}: fine-tuned with transformer.{name}={theirs!r}, the config says {ours!r}"
             )
+    if dict(meta["source_weights"]) != dict(cfg.source_weights):
+        raise CheckpointError(
+            f"{directory}: fine-tuned with source_weights {meta['source_weights']}, the config says "
+            f"{dict(cfg.source_weights)}"
+        )
+
+
+def finishing_config(meta: Mapping[str, Any], cfg: TrainConfig) -> TrainConfig:
+    """The config a finished run uses and records: the checkpoint's training settings, this config's export."""
+    trained = TransformerConfig.model_validate(meta["transformer"])
+    merged = trained.model_copy(update={name: getattr(cfg.transformer, name) for name in EXPORT_FIELDS})
+    return cfg.model_copy(update={"transformer": merged})
 
 
 def load_checkpoint(directory: Path, base_path: str) -> Any:
@@ -238,7 +293,7 @@ def load_checkpoint(directory: Path, base_path: str) -> Any:
         path = directory / entry["file"]
         if not path.is_file():
             raise CheckpointError(f"{path}: missing")
-        if _sha256(path) != entry["sha256"]:
+        if sha256_file(path) != entry["sha256"]:
             raise CheckpointError(f"{path}: sha256 differs from {CHECKPOINT_FILE} (a damaged or partial copy)")
         state.update(load_file(str(path)))
     if set(state) != expected:
@@ -269,6 +324,7 @@ def load_checkpoint(directory: Path, base_path: str) -> Any:
         float(meta["best_score"]),
         list(meta["history"]),
         dict(meta["bucket_share"]),
+        str(meta["device"]),
     )
 
 
@@ -282,16 +338,7 @@ def checkpoint_summary(meta: Mapping[str, Any], directory: Path) -> dict[str, An
         "steps": meta["steps"],
         "seconds": meta["seconds"],
         "versions": meta.get("versions", {}),
-        "transformer": meta["transformer"],
     }
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def finetune(
@@ -313,12 +360,28 @@ def finetune(
         raise CheckpointError(f"finetune needs a transformer config (family: {cfg.family})")
     if dtype not in DTYPES:
         raise CheckpointError(f"dtype must be one of {', '.join(DTYPES)} (got {dtype!r})")
+    try:  # before hours of fine-tuning: the folder must be writable
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-check"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise CheckpointError(f"{out}: cannot write the checkpoint there ({exc.strerror or exc})") from None
     prepared = load_prepared(list(data), cfg, seed_data, skip_invalid=skip_invalid)
     sizes = {name: len(prepared.part(name)) for name in ("train", "val", "test")}
     log.info("rows: %s; split fingerprint %s", sizes, prepared.split_fingerprint)
     base = prepare_base(cfg, prepared, home, base_override)
     fit = fine_tune(cfg, prepared, base)
-    path = save_checkpoint(
-        fit, cfg, out, split_fingerprint=prepared.split_fingerprint, vocab=base.vocab, dtype=dtype, shard_mb=shard_mb
-    )
+    try:
+        path = save_checkpoint(
+            fit,
+            cfg,
+            out,
+            split_fingerprint=prepared.split_fingerprint,
+            vocab=base.vocab,
+            dtype=dtype,
+            shard_mb=shard_mb,
+        )
+    except OSError as exc:
+        raise CheckpointError(f"{out}: writing the checkpoint failed ({exc.strerror or exc})") from None
     return path, fit

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from models.schema import HEADS
 from models.text import normalize
 from training.config import TrainConfig
-from training.data import LoadedData, load_data
+from training.data import DataValidationError, LoadedData, discover, load_data
 from training.split import assign_splits, rank_key
 
 
@@ -43,15 +44,14 @@ def ids_fingerprint(ids: pd.Series) -> str:
     return hashlib.sha256("\n".join(sorted(ids.astype(str))).encode()).hexdigest()[:16]
 
 
-def _covers(paths: list[Path], seed_data: Path) -> bool:
-    """Whether ``paths`` already read the seed set: it, a file or folder inside it, or a folder around it
-    (folders are read recursively)."""
-    seed = seed_data.resolve()
-    for path in paths:
-        resolved = path.resolve()
-        if resolved == seed or seed in resolved.parents or resolved in seed.parents:
-            return True
-    return False
+def _missing_seed_files(paths: list[Path], seed_data: Path) -> list[Path]:
+    """The seed set's files that ``paths`` do not already read (a path may name the seed file, its folder or a
+    folder around it: folders are read recursively)."""
+    try:
+        given = {p.resolve() for p in discover(paths)}
+    except DataValidationError:
+        given = set()  # load_data reports the bad path
+    return [f for f in discover([seed_data]) if f.resolve() not in given]
 
 
 @dataclass
@@ -67,9 +67,15 @@ class Prepared:
 
     @property
     def split_fingerprint(self) -> str:
-        """Which rows went to which split: a checkpoint fine-tuned elsewhere must match it to be finished here."""
-        parts = [f"{name}:{ids_fingerprint(self.part(name)['id'])}" for name in ("train", "val", "test")]
-        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+        """Which rows, with which texts and labels, went to which split: a checkpoint fine-tuned elsewhere must
+        match it to be finished here (a relabelled or cleaned corpus with the same ids does not)."""
+        columns = ["split", "id", "source", "text", *HEADS]
+        rows = self.frame[columns].astype("string").fillna("\x00").sort_values(["split", "id"])
+        digest = hashlib.sha256()
+        for row in rows.itertuples(index=False):
+            digest.update("\x1f".join(row).encode())
+            digest.update(b"\x1e")
+        return digest.hexdigest()[:16]
 
 
 def load_prepared(
@@ -77,7 +83,7 @@ def load_prepared(
 ) -> Prepared:
     """Read ``data`` (plus the seed set when the config includes it) and split it as the config says."""
     paths = [Path(p) for p in data]
-    if cfg.include_seed and seed_data is not None and seed_data.exists() and not _covers(paths, seed_data):
-        paths.append(seed_data.resolve())
+    if cfg.include_seed and seed_data is not None and seed_data.exists():
+        paths += _missing_seed_files(paths, seed_data)
     loaded = load_data(paths, skip_invalid=skip_invalid)
     return Prepared(paths, loaded, prepare(loaded, cfg))

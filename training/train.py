@@ -29,7 +29,7 @@ from training.evaluate import (
     report_table,
     tune_thresholds,
 )
-from training.finetune import CheckpointError
+from training.finetune import CheckpointError, check_compatible, finishing_config, read_checkpoint
 from training.prepare import Prepared, cap_total, ids_fingerprint, load_prepared
 from training.registry import FINGERPRINT_TAG
 from training.settings import TrainingSettings
@@ -311,31 +311,25 @@ def fit_transformer_family(
     cfg: TrainConfig,
     settings: TrainingSettings,
     work: Path,
-    finetuned: Path | None = None,
+    checkpoint: tuple[Path, dict[str, Any]] | None = None,
 ) -> Fitted:
-    """Fine-tune (or load a checkpoint fine-tuned elsewhere: ``finetuned``), export to ONNX, and when asked
-    compare with TF-IDF and their average on validation."""
+    """Fine-tune (or load ``checkpoint``, a folder fine-tuned elsewhere and its checked ``checkpoint.json``),
+    export to ONNX, and when asked compare with TF-IDF and their average on validation."""
     from models.backends import EnsembleBackend
-    from training.finetune import (
-        check_compatible,
-        checkpoint_summary,
-        fine_tune,
-        load_checkpoint,
-        prepare_base,
-        read_checkpoint,
-    )
+    from training.finetune import checkpoint_summary, fine_tune, load_checkpoint, prepare_base
     from training.transformer import export_onnx
 
     tcfg = cfg.transformer
     train_df, val_df, test_df = prepared.part("train"), prepared.part("val"), prepared.part("test")
     weights_meta: dict[str, Any] = {"ensemble_head_weights": None, "ensemble_lang_weights": None}
     finetune_meta: dict[str, Any] = {}
-    if finetuned is not None:  # before any base-model work: a wrong folder or split fails at once
-        meta = read_checkpoint(finetuned)
-        check_compatible(meta, cfg, prepared.split_fingerprint, finetuned)
-        finetune_meta = {"finetuned": checkpoint_summary(meta, finetuned)}
     base = prepare_base(cfg, prepared, settings.home)
-    fit = fine_tune(cfg, prepared, base) if finetuned is None else load_checkpoint(finetuned, base.path)
+    if checkpoint is None:
+        fit = fine_tune(cfg, prepared, base)
+    else:
+        folder, meta = checkpoint
+        fit = load_checkpoint(folder, base.path)
+        finetune_meta = {"finetuned": checkpoint_summary(meta, folder)}
     calibration = train_df["norm_text"].sample(min(tcfg.calibration_rows, len(train_df)), random_state=tcfg.seed)
     candidates: dict[str, Any] = {
         "transformer": export_onnx(fit, tcfg, work / "transformer", calibration_texts=calibration.tolist())
@@ -400,6 +394,12 @@ def train(
     if finetuned is not None and cfg.family != "transformer":
         raise CheckpointError(f"--finetuned needs a transformer config (family: {cfg.family})")
     prepared = load_prepared(list(data), cfg, settings.seed_data, skip_invalid=skip_invalid)
+    checkpoint = None
+    if finetuned is not None:  # checked before any other work: a wrong folder, split or config fails at once
+        meta = read_checkpoint(finetuned)
+        check_compatible(meta, cfg, prepared.split_fingerprint, finetuned)
+        cfg = finishing_config(meta, cfg)  # what is logged: how the model was really fine-tuned
+        checkpoint = (finetuned, meta)
     paths, loaded, frame = prepared.paths, prepared.loaded, prepared.frame
     train_df, val_df, test_df = prepared.part("train"), prepared.part("val"), prepared.part("test")
     log.info("rows: train %d, validation %d, test %d", len(train_df), len(val_df), len(test_df))
@@ -407,7 +407,7 @@ def train(
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if cfg.family == "transformer":
-            fitted = fit_transformer_family(prepared, cfg, settings, work, finetuned)
+            fitted = fit_transformer_family(prepared, cfg, settings, work, checkpoint)
         else:
             fitted = fit_tfidf_family(train_df, val_df, test_df, cfg)
         report = fitted.report

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +21,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 log = logging.getLogger("triage")
+
+
+class Dtype(StrEnum):
+    float32 = "float32"
+    float16 = "float16"
+    bfloat16 = "bfloat16"
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -75,9 +82,7 @@ def finetune(
         str | None,
         typer.Option(help="a prepared base-model folder used as is, instead of the config's (no vocabulary trim)"),
     ] = None,
-    dtype: Annotated[str, typer.Option(help="float32, float16 or bfloat16: the precision of the saved tensors")] = (
-        "float32"
-    ),
+    dtype: Annotated[Dtype, typer.Option(help="precision of the saved tensors")] = Dtype.float32,
     shard_mb: Annotated[float, typer.Option(min=0, help="at most this many MB per tensor file (0: one file)")] = 0,
     max_minutes: Annotated[
         float | None, typer.Option(min=0.1, help="stop fine-tuning after this long (overrides the config's budget)")
@@ -106,7 +111,7 @@ def finetune(
             home=settings.home,
             seed_data=settings.seed_data,
             base_override=base_model,
-            dtype=dtype,
+            dtype=dtype.value,
             shard_mb=shard_mb,
             skip_invalid=skip_invalid,
         )
@@ -213,12 +218,15 @@ def base_model_prepare(
     settings = TrainingSettings()
     try:
         cfg = load_config(config)
+        if cfg.family != "transformer":
+            raise ConfigError(f"{config}: not a transformer config (family: {cfg.family}): no base model")
         prepared = load_prepared(list(data), cfg, settings.seed_data)
         base = prepare_base(cfg, prepared, settings.home)
     except (ConfigError, DataValidationError, BaseModelError, VocabTrimError) as exc:
         _fail(str(exc))
         return
-    typer.echo(Path(base.path).resolve())
+    folder = Path(base.path)
+    typer.echo(folder.resolve() if folder.is_dir() else base.path)  # a hub id is printed as it is
 
 
 @app.command()
