@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from training.base_models import sha256_file
-from training.config import TrainConfig, TransformerConfig
+from training.config import TrainConfig, TransformerConfig, validation_details
 from training.prepare import Prepared, cap, cap_total
 
 log = logging.getLogger(__name__)
@@ -147,6 +147,11 @@ def frozen_hash(model: Any) -> str:
     return digest.hexdigest()[:16]
 
 
+def _check_dtype(dtype: str) -> None:
+    if dtype not in DTYPES:
+        raise CheckpointError(f"dtype must be one of {', '.join(DTYPES)} (got {dtype!r})")
+
+
 def _shards(tensors: Mapping[str, Any], limit: int) -> list[dict[str, Any]]:
     shards: list[dict[str, Any]] = [{}]
     size = 0
@@ -175,8 +180,7 @@ def save_checkpoint(
     import transformers
     from safetensors.torch import save_file
 
-    if dtype not in DTYPES:
-        raise CheckpointError(f"dtype must be one of {', '.join(DTYPES)} (got {dtype!r})")
+    _check_dtype(dtype)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / CHECKPOINT_FILE).unlink(missing_ok=True)  # a save cut short leaves no checkpoint, not a wrong one
     for stale in directory.glob("trained-*.safetensors"):
@@ -234,8 +238,7 @@ def read_checkpoint(directory: Path) -> dict[str, Any]:
     try:
         TransformerConfig.model_validate(meta["transformer"])
     except ValidationError as exc:
-        details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise CheckpointError(f"{path}: its transformer config is not valid here ({details})") from None
+        raise CheckpointError(f"{path}: its transformer config is not valid here ({validation_details(exc)})") from None
     return meta
 
 
@@ -358,8 +361,7 @@ def finetune(
 
     if cfg.family != "transformer":
         raise CheckpointError(f"finetune needs a transformer config (family: {cfg.family})")
-    if dtype not in DTYPES:
-        raise CheckpointError(f"dtype must be one of {', '.join(DTYPES)} (got {dtype!r})")
+    _check_dtype(dtype)  # before hours of fine-tuning, not after
     try:  # before hours of fine-tuning: the folder must be writable
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-check"

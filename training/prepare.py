@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
@@ -65,7 +66,7 @@ class Prepared:
     def part(self, name: str) -> pd.DataFrame:
         return self.frame[self.frame["split"] == name]
 
-    @property
+    @cached_property
     def split_fingerprint(self) -> str:
         """Which rows, with which texts and labels, went to which split: a checkpoint fine-tuned elsewhere must
         match it to be finished here (a relabelled or cleaned corpus with the same ids does not)."""

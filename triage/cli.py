@@ -41,6 +41,17 @@ def _setup_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _training_errors() -> tuple[type[Exception], ...]:
+    """What training commands report as `error: ...` (bad data, config, base model or checkpoint), not a traceback."""
+    from training.base_models import BaseModelError
+    from training.config import ConfigError
+    from training.data import DataValidationError
+    from training.finetune import CheckpointError
+    from training.vocab import VocabTrimError
+
+    return (ConfigError, DataValidationError, BaseModelError, CheckpointError, VocabTrimError)
+
+
 @app.command()
 def train(
     data: Annotated[list[Path], typer.Option("--data", help="JSONL/CSV/Parquet file or folder; repeatable")],
@@ -53,18 +64,14 @@ def train(
     ] = None,
 ) -> None:
     """Train a model, log it to MLflow and register version N of comment-triage."""
-    from training.base_models import BaseModelError
-    from training.config import ConfigError, load_config
-    from training.data import DataValidationError
+    from training.config import load_config
     from training.evaluate import report_table
-    from training.finetune import CheckpointError
     from training.train import train as run_training
-    from training.vocab import VocabTrimError
 
     try:
         cfg = load_config(config)
         result = run_training(list(data), cfg, skip_invalid=skip_invalid, register=register, finetuned=finetuned)
-    except (ConfigError, DataValidationError, BaseModelError, CheckpointError, VocabTrimError) as exc:
+    except _training_errors() as exc:
         _fail(str(exc))
         return
     typer.echo(report_table(result.report))
@@ -91,13 +98,9 @@ def finetune(
 ) -> None:
     """Fine-tune a transformer and write a checkpoint (no MLflow): on a GPU machine, say. Finish it where MLflow
     lives with `triage train --data ... --config ... --finetuned DIR`."""
-    from training.base_models import BaseModelError
-    from training.config import ConfigError, load_config
-    from training.data import DataValidationError
-    from training.finetune import CheckpointError
+    from training.config import load_config
     from training.finetune import finetune as run_finetune
     from training.settings import TrainingSettings
-    from training.vocab import VocabTrimError
 
     settings = TrainingSettings()
     try:
@@ -115,7 +118,7 @@ def finetune(
             shard_mb=shard_mb,
             skip_invalid=skip_invalid,
         )
-    except (ConfigError, DataValidationError, BaseModelError, CheckpointError, VocabTrimError) as exc:
+    except _training_errors() as exc:
         _fail(str(exc))
         return
     typer.echo(f"fine-tuned {fit.steps} steps in {fit.seconds:.0f}s (best validation {fit.best_score:.4f})")
@@ -207,13 +210,10 @@ def base_model_prepare(
     """Print the folder a transformer config fine-tunes from: its base model, with the vocabulary trimmed to
     the training and validation texts when the config says so (built and cached as `triage train` would).
     Give it to `triage finetune --base-model` on a machine that cannot build it."""
-    from training.base_models import BaseModelError
     from training.config import ConfigError, load_config
-    from training.data import DataValidationError
     from training.finetune import prepare_base
     from training.prepare import load_prepared
     from training.settings import TrainingSettings
-    from training.vocab import VocabTrimError
 
     settings = TrainingSettings()
     try:
@@ -222,7 +222,7 @@ def base_model_prepare(
             raise ConfigError(f"{config}: not a transformer config (family: {cfg.family}): no base model")
         prepared = load_prepared(list(data), cfg, settings.seed_data)
         base = prepare_base(cfg, prepared, settings.home)
-    except (ConfigError, DataValidationError, BaseModelError, VocabTrimError) as exc:
+    except _training_errors() as exc:
         _fail(str(exc))
         return
     folder = Path(base.path)
