@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from pydantic import ValidationError
 
 from models.schema import BINARY_HEADS, MODEL_NAME
-from training.config import TrainConfig, TransformerConfig
+from training.config import FEED_FORWARD, TrainConfig, TransformerConfig
 from training.transformer import (
     BalancedSampler,
     MultiTaskModel,
@@ -172,7 +173,9 @@ def test_frozen_embeddings_and_top_layers(tiny_base, seed_rows):
     assert model.sentiment.weight.requires_grad
 
 
-@pytest.mark.parametrize("quantize,quantization", [(False, "dynamic"), (True, "dynamic"), (True, "static")])
+@pytest.mark.parametrize(
+    "quantize,quantization", [(False, "dynamic"), (True, "dynamic"), (True, "static"), (True, "blockwise")]
+)
 def test_onnx_export_matches_pytorch(tiny_fit, tmp_path, quantize, quantization):
     result, val = tiny_fit
     cfg = tiny_cfg(quantize=quantize, quantization=quantization)
@@ -468,3 +471,43 @@ def test_static_calibration_method_sets_the_activation_ranges(tiny_fit, tmp_path
         cfg = tiny_cfg(quantization="static", calibration=method, calibration_percentile=95.0)
         scores[method] = export_onnx(result, cfg, tmp_path / method, calibration_texts=calibration).predict_proba(texts)
     assert max(np.abs(scores["minmax"][h] - scores["percentile"][h]).max() for h in scores["minmax"]) > 1e-4
+
+
+def test_blockwise_quantization_covers_the_feed_forward_and_ignores_the_batch(tiny_fit, tmp_path):
+    """blockwise: every MatMul (feed-forward included) becomes an 8-bit MatMulNBits with int8 compute; the
+    activations are quantized per token, so a comment scores the same alone or in any batch."""
+    import onnx
+
+    from training.train import batch_consistency
+
+    result, val = tiny_fit
+    cfg = tiny_cfg(quantization="blockwise", quantization_block_size=16)
+    backend = export_onnx(result, cfg, tmp_path / "blockwise")
+    nodes = onnx.load(str(tmp_path / "blockwise" / "model.onnx")).graph.node
+    nbits = [n for n in nodes if n.op_type == "MatMulNBits"]
+    attributes = {
+        (a.name, a.i) for n in nbits for a in n.attribute if a.name in ("bits", "accuracy_level", "block_size")
+    }
+    assert attributes == {("bits", 8), ("accuracy_level", 4), ("block_size", 16)}
+    assert any("/intermediate/dense/" in n.name for n in nbits) and any("/attention/" in n.name for n in nbits)
+    # only the attention's activation x activation products stay float MatMuls (no constant weight)
+    initializers = {i.name for i in onnx.load(str(tmp_path / "blockwise" / "model.onnx")).graph.initializer}
+    assert not [n.name for n in nodes if n.op_type == "MatMul" and n.input[1] in initializers]
+    rows = val.iloc[:40]
+    out = batch_consistency(backend, rows, backend.predict_proba(rows["norm_text"].tolist()), {})
+    assert out["max_abs_diff"] < 1e-5 and not any(out["decisions_changed"].values())
+
+    # an explicit quantize_exclude keeps those MatMuls float, as for the other methods
+    export_onnx(result, tiny_cfg(quantization="blockwise", quantize_exclude=[FEED_FORWARD]), tmp_path / "keep")
+    kept = onnx.load(str(tmp_path / "keep" / "model.onnx")).graph.node
+    assert [n for n in kept if n.op_type == "MatMul" and "/intermediate/dense/" in n.name]
+    assert not [n for n in kept if n.op_type == "MatMulNBits" and "/intermediate/dense/" in n.name]
+
+
+def test_quantization_defaults_and_block_size():
+    assert tiny_cfg().kept_float() == [FEED_FORWARD]
+    assert tiny_cfg(quantization="static").kept_float() == [FEED_FORWARD]
+    assert tiny_cfg(quantization="blockwise").kept_float() == []
+    assert tiny_cfg(quantization="blockwise", quantize_exclude=["x"]).kept_float() == ["x"]
+    with pytest.raises(ValidationError, match="power of two"):
+        tiny_cfg(quantization="blockwise", quantization_block_size=96)

@@ -45,6 +45,7 @@ EXPORT_FIELDS = (
     "calibration_rows",
     "calibration_percentile",
     "quantize_exclude",
+    "quantization_block_size",
     "quantization_check_rows",
     "batch_check_rows",
     "threads",

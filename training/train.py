@@ -129,8 +129,8 @@ def _serving_notes(meta: dict[str, Any]) -> list[str]:
             notes.append(
                 f"- Scored alone vs in batches ({batch['rows']} held-out rows): max |Δp| {batch['max_abs_diff']:.4f}; "
                 f"decisions changed: {shares}. Dynamic int8 scales activations per batch, so a comment's scores "
-                "depend slightly on the comments scored with it; static int8 (`quantization: static`) and the "
-                "float export (`quantize: false`) do not."
+                "depend slightly on the comments scored with it; static and blockwise int8 (`quantization: static` "
+                "or `blockwise`) and the float export (`quantize: false`) do not."
             )
     if meta.get("ensemble_head_weights") and meta.get("family") == "ensemble":
         shares = ", ".join(f"{h} {w['transformer']:.2f}" for h, w in meta["ensemble_head_weights"].items())
