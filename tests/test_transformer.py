@@ -96,14 +96,22 @@ def test_masked_loss_counts_only_labelled_heads():
     total, parts = masked_loss(sent_logits, bin_logits, sentiment, binary)
     expected_sent = torch.nn.functional.cross_entropy(sent_logits[:1], sentiment[:1])
     expected_toxic = torch.nn.functional.binary_cross_entropy_with_logits(bin_logits[:1, 0], binary[:1, 0])
-    assert set(parts) == {"sentiment", "toxic"}
+    assert torch.allclose(parts, torch.stack([expected_sent, expected_toxic, torch.tensor(0.0), torch.tensor(0.0)]))
     assert torch.isclose(total, expected_sent + expected_toxic)
+    weighted, _ = masked_loss(sent_logits, bin_logits, sentiment, binary, {"toxic": 2.0, "complaint": 5.0})
+    assert torch.isclose(weighted, expected_sent + 2 * expected_toxic)
     # Changing the logits of an unlabelled head or row changes nothing.
     bin_logits2 = bin_logits.clone()
     bin_logits2[:, 1:] = -50.0
     bin_logits2[1, :] = 50.0
     total2, _ = masked_loss(sent_logits, bin_logits2, sentiment, binary)
     assert torch.isclose(total, total2)
+    # ... and gets no gradient; a batch with no labels at all has a zero loss, not NaN
+    leaf = bin_logits.clone().requires_grad_(True)
+    masked_loss(sent_logits, leaf, sentiment, binary)[0].backward()
+    assert leaf.grad[0, 0] != 0 and not leaf.grad[:, 1:].any() and not leaf.grad[1].any()
+    empty, _ = masked_loss(sent_logits, bin_logits, torch.tensor([-100, -100]), torch.full((2, 3), float("nan")))
+    assert empty.item() == 0.0
 
 
 def test_label_tensors_keep_missing_labels_missing():
@@ -158,6 +166,19 @@ def test_training_learns_and_is_deterministic(tiny_base, seed_rows, tiny_fit):
     twice = fit_transformer(seed_frame(seed_rows).iloc[:600], val, tiny_cfg(max_steps=20), tiny_base)
     a = again.model.state_dict()
     assert all(torch.equal(a[k], v) for k, v in twice.model.state_dict().items())
+
+
+def test_bf16_autocast_trains_fp32_weights(tiny_base, seed_rows):
+    """precision: bf16 runs the forward pass in bfloat16 (here on the CPU) and still learns; the weights it
+    keeps are fp32 and differ from an fp32 run's (the autocast really applied)."""
+    frame = seed_frame(seed_rows)
+    cfg = tiny_cfg(max_steps=40, eval_every=20)
+    fp32 = fit_transformer(frame.iloc[:600], frame.iloc[600:], cfg, tiny_base)
+    bf16 = fit_transformer(frame.iloc[:600], frame.iloc[600:], cfg.model_copy(update={"precision": "bf16"}), tiny_base)
+    state = bf16.model.state_dict()
+    assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
+    assert all(np.isfinite(h["loss"]) for h in bf16.history) and bf16.best_score > 0.3
+    assert not all(torch.equal(state[k], v) for k, v in fp32.model.state_dict().items())
 
 
 def test_frozen_embeddings_and_top_layers(tiny_base, seed_rows):

@@ -63,6 +63,11 @@ class TransformerConfig(_Strict):
     patience: int = Field(3, ge=1, description="evaluations without improvement before stopping")
     time_budget_minutes: float | None = Field(None, gt=0, description="stop training after this long")
     dropout: float = Field(0.1, ge=0, lt=1)
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32",
+        description="bf16: the forward pass under bfloat16 autocast (a GPU, or a CPU with AVX512-BF16 or AMX); "
+        "weights, optimizer state and the loss stay fp32, and validation scores in fp32",
+    )
     freeze_embeddings: bool = True
     train_layers: int | None = Field(None, ge=0, description="train only the top N encoder layers")
     num_layers: int | None = Field(

@@ -83,23 +83,25 @@ def masked_loss(
     sentiment: torch.Tensor,
     binary: torch.Tensor,
     weights: dict[str, float] | None = None,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """Sum over heads of each head's mean loss over the rows labelled for it; unlabelled rows add nothing."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum over heads of each head's mean loss over the rows labelled for it; unlabelled rows add nothing.
+
+    Returns the total and each head's loss (in ``HEADS`` order; 0 for a head no row of the batch is labelled
+    for). Masks and counts stay on the device: nothing is read back to the host, so a GPU step does not wait
+    for the kernels before it (a boolean index or an ``if mask.any()`` would).
+    """
     weights = weights or {}
-    total = sentiment_logits.new_zeros(())
-    parts: dict[str, float] = {}
-    if (sentiment != -100).any():
-        loss = nn.functional.cross_entropy(sentiment_logits, sentiment, ignore_index=-100)
-        total = total + weights.get("sentiment", 1.0) * loss
-        parts["sentiment"] = float(loss.detach())
+    labelled_sentiment = sentiment != -100
+    per_row = nn.functional.cross_entropy(sentiment_logits, sentiment.clamp(min=0), reduction="none")
+    sentiment_loss = (per_row * labelled_sentiment).sum() / labelled_sentiment.sum().clamp(min=1)
     labelled = ~torch.isnan(binary)
-    for j, head in enumerate(BINARY_HEADS):
-        mask = labelled[:, j]
-        if mask.any():
-            loss = nn.functional.binary_cross_entropy_with_logits(binary_logits[mask, j], binary[mask, j])
-            total = total + weights.get(head, 1.0) * loss
-            parts[head] = float(loss.detach())
-    return total, parts
+    per_cell = nn.functional.binary_cross_entropy_with_logits(
+        binary_logits, torch.nan_to_num(binary, nan=0.0), reduction="none"
+    )
+    binary_loss = (per_cell * labelled).sum(dim=0) / labelled.sum(dim=0).clamp(min=1)
+    per_head = torch.cat([sentiment_loss.reshape(1), binary_loss])
+    scale = per_head.new_tensor([weights.get(head, 1.0) for head in ("sentiment", *BINARY_HEADS)])
+    return (per_head * scale).sum(), per_head.detach()
 
 
 class BalancedSampler:
@@ -304,8 +306,11 @@ def fit_transformer(
         input_ids, attention = _pad([train_ids[i] for i in rows], pad_id)
         real_tokens += int(attention.sum())
         batch_tokens += attention.numel()
-        sentiment_logits, binary_logits = model(input_ids.to(device), attention.to(device))
-        loss, _ = masked_loss(sentiment_logits, binary_logits, sent_y[rows].to(device), bin_y[rows].to(device))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+            sentiment_logits, binary_logits = model(input_ids.to(device), attention.to(device))
+        loss, _ = masked_loss(
+            sentiment_logits.float(), binary_logits.float(), sent_y[rows].to(device), bin_y[rows].to(device)
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
