@@ -1,4 +1,5 @@
-"""Serving speed of the transformer path: PyTorch fp32 vs ONNX Runtime fp32 vs ONNX Runtime int8 (dynamic, static).
+"""Serving speed of the transformer path: PyTorch fp32 vs ONNX Runtime fp32 vs ONNX Runtime int8 (dynamic, static,
+blockwise).
 
 Builds the multi-task model on the base encoder (the speed of a fine-tuned model is the speed of its
 architecture), exports it both ways, and scores typical comments (~32 tokens) in batches of 32 on the
@@ -104,6 +105,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--tokens", type=int, default=32, help="about this many tokens per comment")
     parser.add_argument("--layers", type=int, default=None, help="keep the bottom N encoder layers")
+    parser.add_argument("--block", type=int, default=128, help="quantization_block_size of the blockwise path")
     parser.add_argument(
         "--trimmed",
         default=None,
@@ -148,6 +150,11 @@ def main() -> None:
     static_cfg = cfg.model_copy(update={"quantization": "static"})
     int8_static = export_onnx(fit, static_cfg, tmp_root / "int8-static", calibration_texts=seed_texts()[:256])
     results["onnxruntime int8 static"] = rate(int8_static.predict_proba, texts, args.batch)
+    blockwise_cfg = cfg.model_copy(update={"quantization": "blockwise", "quantization_block_size": args.block})
+    int8_blockwise = export_onnx(fit, blockwise_cfg, tmp_root / "int8-blockwise")
+    results[f"onnxruntime int8 blockwise (block {args.block}, feed-forward too)"] = rate(
+        int8_blockwise.predict_proba, texts, args.batch
+    )
     reference = torch_proba(model, encode(tokenizer, texts[:256], cfg), pad)
     quantized = int8.predict_proba(texts[:256])
     diff = max(float(np.abs(reference[h] - quantized[h]).max()) for h in reference)
@@ -166,6 +173,7 @@ def main() -> None:
         "onnxruntime int8": int8,
         "onnxruntime int8, feed-forward too": int8_all,
         "onnxruntime int8 static": int8_static,
+        "onnxruntime int8 blockwise": int8_blockwise,
     }
     sample = texts[:256]
     for name, backend in paths.items():
@@ -175,7 +183,7 @@ def main() -> None:
         seconds = time.perf_counter() - start
         drift = max(float(np.abs(single[h] - batched[h]).max()) for h in batched)
         alone[name] = (len(sample) / seconds, drift)
-    for name in ("fp32", "int8", "int8-all", "int8-trimmed"):
+    for name in ("fp32", "int8", "int8-all", "int8-blockwise", "int8-trimmed"):
         sizes[name] = (tmp_root / name / "model.onnx").stat().st_size / 2**20
     for name in ("int8", "int8-trimmed"):
         loads[name] = probe(tmp_root / name, texts)

@@ -178,7 +178,24 @@ def test_bf16_autocast_trains_fp32_weights(tiny_base, seed_rows):
     state = bf16.model.state_dict()
     assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
     assert all(np.isfinite(h["loss"]) for h in bf16.history) and bf16.best_score > 0.3
+    assert bf16.device == "cpu, bfloat16 autocast" and fp32.device == "cpu"
     assert not all(torch.equal(state[k], v) for k, v in fp32.model.state_dict().items())
+
+
+def test_precision_auto_takes_bf16_only_where_the_hardware_has_it(tmp_path, monkeypatch):
+    from training import transformer as tr
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor : 0\nflags : fpu sse avx2 avx512f avx512_bf16 avx512_vnni\n")
+    assert tr.cpu_has_bf16(info)
+    info.write_text("processor : 0\nflags : fpu sse avx2 avx512f avx512_vnni\n")
+    assert not tr.cpu_has_bf16(info) and not tr.cpu_has_bf16(tmp_path / "missing")
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(tr, "cpu_has_bf16", lambda: False)
+    assert tr.autocast_dtype("auto", cpu) is None and tr.autocast_dtype("fp32", cpu) is None
+    assert tr.autocast_dtype("bf16", cpu) is torch.bfloat16  # asked for explicitly: emulated, but done
+    monkeypatch.setattr(tr, "cpu_has_bf16", lambda: True)
+    assert tr.autocast_dtype("auto", cpu) is torch.bfloat16 and tr.autocast_dtype("fp32", cpu) is None
 
 
 def test_frozen_embeddings_and_top_layers(tiny_base, seed_rows):

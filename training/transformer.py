@@ -224,10 +224,29 @@ class FitResult:
     device: str = "cpu"  # where it was fine-tuned (the model itself ends on the CPU)
 
 
-def device_label(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    return str(device)
+def device_label(device: torch.device, autocast: torch.dtype | None = None) -> str:
+    label = f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
+    return f"{label}, {str(autocast).removeprefix('torch.')} autocast" if autocast is not None else label
+
+
+def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether the CPU multiplies bfloat16 natively (AVX512-BF16 or AMX); elsewhere PyTorch emulates it, slower
+    than fp32."""
+    try:
+        flags = cpuinfo.read_text(errors="replace").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The dtype the forward pass autocasts to (None: fp32). ``auto`` takes bf16 where the hardware has it."""
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "auto":
+        native = torch.cuda.is_bf16_supported() if device.type == "cuda" else device.type == "cpu" and cpu_has_bf16()
+        return torch.bfloat16 if native else None
+    return None
 
 
 def truncate_layers(encoder: nn.Module, keep: int | None) -> None:
@@ -273,7 +292,8 @@ def fit_transformer(
     freeze(model, cfg)
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
-    log.info("fine-tuning %s on %s", base_model, device)
+    autocast = autocast_dtype(cfg.precision, device)
+    log.info("fine-tuning %s on %s", base_model, device_label(device, autocast))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     train_ids = encode(tokenizer, train["norm_text"].tolist(), cfg)
@@ -306,7 +326,7 @@ def fit_transformer(
         input_ids, attention = _pad([train_ids[i] for i in rows], pad_id)
         real_tokens += int(attention.sum())
         batch_tokens += attention.numel()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+        with torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
             sentiment_logits, binary_logits = model(input_ids.to(device), attention.to(device))
         loss, _ = masked_loss(
             sentiment_logits.float(), binary_logits.float(), sent_y[rows].to(device), bin_y[rows].to(device)
@@ -354,7 +374,9 @@ def fit_transformer(
         model.load_state_dict(best_state)
     model.to("cpu").eval()
     seconds = time.monotonic() - started
-    return FitResult(model, tokenizer, step, seconds, best_score, history, sampler.share(), device_label(device))
+    return FitResult(
+        model, tokenizer, step, seconds, best_score, history, sampler.share(), device_label(device, autocast)
+    )
 
 
 class _CalibrationBatches:
