@@ -105,7 +105,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--tokens", type=int, default=32, help="about this many tokens per comment")
     parser.add_argument("--layers", type=int, default=None, help="keep the bottom N encoder layers")
-    parser.add_argument("--block", type=int, default=128, help="quantization_block_size of the blockwise path")
+    parser.add_argument(
+        "--block",
+        type=int,
+        default=TransformerConfig.model_fields["quantization_block_size"].default,
+        help="quantization_block_size of the blockwise path (default: the config's)",
+    )
     parser.add_argument(
         "--trimmed",
         default=None,
@@ -206,7 +211,7 @@ def main() -> None:
     print(f"int8 trimmed vs int8 full vocabulary, max |Δp| over 256 comments and all heads: {trim_diff:.4f}")
     print("one comment per call (the single-comment HTTP path): comments/s, and max |Δp| vs the same comments scored")
     print("in batches (dynamic int8 scales activations per batch, so a comment's scores depend on its batch;")
-    print("static int8 fixes the scales on calibration texts):")
+    print("static int8 fixes the scales on calibration texts, blockwise int8 scales each token by itself):")
     for name, (speed, drift) in alone.items():
         print(f"  {name}: {speed:.1f}/s ({speed / base:.2f}x PyTorch fp32 batched), max |Δp| vs batched {drift:.4f}")
     for name, (seconds, rss) in loads.items():

@@ -107,11 +107,14 @@ def test_masked_loss_counts_only_labelled_heads():
     total2, _ = masked_loss(sent_logits, bin_logits2, sentiment, binary)
     assert torch.isclose(total, total2)
     # ... and gets no gradient; a batch with no labels at all has a zero loss, not NaN
-    leaf = bin_logits.clone().requires_grad_(True)
-    masked_loss(sent_logits, leaf, sentiment, binary)[0].backward()
+    leaf, sent_leaf = bin_logits.clone().requires_grad_(True), sent_logits.clone().requires_grad_(True)
+    masked_loss(sent_leaf, leaf, sentiment, binary)[0].backward()
     assert leaf.grad[0, 0] != 0 and not leaf.grad[:, 1:].any() and not leaf.grad[1].any()
-    empty, _ = masked_loss(sent_logits, bin_logits, torch.tensor([-100, -100]), torch.full((2, 3), float("nan")))
-    assert empty.item() == 0.0
+    assert sent_leaf.grad[0].any() and not sent_leaf.grad[1].any()  # the -100 row teaches no class
+    sent_leaf.grad = None
+    empty, _ = masked_loss(sent_leaf, bin_logits, torch.tensor([-100, -100]), torch.full((2, 3), float("nan")))
+    empty.backward()
+    assert empty.item() == 0.0 and torch.equal(sent_leaf.grad, torch.zeros_like(sent_leaf))
 
 
 def test_label_tensors_keep_missing_labels_missing():
@@ -172,7 +175,7 @@ def test_bf16_autocast_trains_fp32_weights(tiny_base, seed_rows):
     """precision: bf16 runs the forward pass in bfloat16 (here on the CPU) and still learns; the weights it
     keeps are fp32 and differ from an fp32 run's (the autocast really applied)."""
     frame = seed_frame(seed_rows)
-    cfg = tiny_cfg(max_steps=40, eval_every=20)
+    cfg = tiny_cfg(max_steps=40, eval_every=20, device="cpu")
     fp32 = fit_transformer(frame.iloc[:600], frame.iloc[600:], cfg, tiny_base)
     bf16 = fit_transformer(frame.iloc[:600], frame.iloc[600:], cfg.model_copy(update={"precision": "bf16"}), tiny_base)
     state = bf16.model.state_dict()
@@ -196,6 +199,11 @@ def test_precision_auto_takes_bf16_only_where_the_hardware_has_it(tmp_path, monk
     assert tr.autocast_dtype("bf16", cpu) is torch.bfloat16  # asked for explicitly: emulated, but done
     monkeypatch.setattr(tr, "cpu_has_bf16", lambda: True)
     assert tr.autocast_dtype("auto", cpu) is torch.bfloat16 and tr.autocast_dtype("fp32", cpu) is None
+    gpu = torch.device("cuda:1")
+    for capability, expected in (((7, 5), None), ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)):
+        asked = []
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d, c=capability, a=asked: a.append(d) or c)
+        assert tr.autocast_dtype("auto", gpu) is expected and asked == [gpu]  # the configured GPU, not cuda:0
 
 
 def test_frozen_embeddings_and_top_layers(tiny_base, seed_rows):

@@ -216,7 +216,7 @@ def batch_consistency(
     """Each row scored alone (a one-comment HTTP call) vs in batches (``batched``: the same rows' scores).
 
     Dynamic int8 scales activations per batch, so a comment's probabilities depend on the comments scored
-    with it; static int8 and a float export do not. Returns the largest |Δp| and, per head, the share of
+    with it; static and blockwise int8 and a float export do not. Returns the largest |Δp| and, per head, the share of
     rows whose decision (sentiment argmax, binary thresholds) differs.
     """
     texts, langs = rows["norm_text"].tolist(), rows["lang"].to_numpy()

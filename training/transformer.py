@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from models.backends import OnnxBackend, Probabilities
-from models.schema import BINARY_HEADS, SENTIMENT_LABELS
+from models.schema import BINARY_HEADS, HEADS, SENTIMENT_LABELS
 from training.config import TransformerConfig
 from training.evaluate import evaluate, headline
 
@@ -92,7 +92,8 @@ def masked_loss(
     """
     weights = weights or {}
     labelled_sentiment = sentiment != -100
-    per_row = nn.functional.cross_entropy(sentiment_logits, sentiment.clamp(min=0), reduction="none")
+    classes = torch.where(labelled_sentiment, sentiment, torch.zeros_like(sentiment))  # any class: masked below
+    per_row = nn.functional.cross_entropy(sentiment_logits, classes, reduction="none")
     sentiment_loss = (per_row * labelled_sentiment).sum() / labelled_sentiment.sum().clamp(min=1)
     labelled = ~torch.isnan(binary)
     per_cell = nn.functional.binary_cross_entropy_with_logits(
@@ -100,8 +101,8 @@ def masked_loss(
     )
     binary_loss = (per_cell * labelled).sum(dim=0) / labelled.sum(dim=0).clamp(min=1)
     per_head = torch.cat([sentiment_loss.reshape(1), binary_loss])
-    scale = per_head.new_tensor([weights.get(head, 1.0) for head in ("sentiment", *BINARY_HEADS)])
-    return (per_head * scale).sum(), per_head.detach()
+    total = sum((per_head[i] * weights.get(head, 1.0) for i, head in enumerate(HEADS)), per_head.new_zeros(()))
+    return total, per_head.detach()
 
 
 class BalancedSampler:
@@ -244,9 +245,20 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "bf16":
         return torch.bfloat16
     if precision == "auto":
-        native = torch.cuda.is_bf16_supported() if device.type == "cuda" else device.type == "cpu" and cpu_has_bf16()
+        if device.type == "cuda":  # is_bf16_supported() also says yes where bf16 is emulated (before Ampere)
+            native = torch.cuda.get_device_capability(device)[0] >= 8
+        else:
+            native = device.type == "cpu" and cpu_has_bf16()
         return torch.bfloat16 if native else None
     return None
+
+
+def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A batch tensor on ``device``; to a GPU through pinned memory without blocking (a copy from pageable
+    memory waits for every kernel queued before it)."""
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def truncate_layers(encoder: nn.Module, keep: int | None) -> None:
@@ -326,11 +338,10 @@ def fit_transformer(
         input_ids, attention = _pad([train_ids[i] for i in rows], pad_id)
         real_tokens += int(attention.sum())
         batch_tokens += attention.numel()
+        inputs = [_to_device(t, device) for t in (input_ids, attention, sent_y[rows], bin_y[rows])]
         with torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
-            sentiment_logits, binary_logits = model(input_ids.to(device), attention.to(device))
-        loss, _ = masked_loss(
-            sentiment_logits.float(), binary_logits.float(), sent_y[rows].to(device), bin_y[rows].to(device)
-        )
+            sentiment_logits, binary_logits = model(inputs[0], inputs[1])
+        loss, _ = masked_loss(sentiment_logits.float(), binary_logits.float(), inputs[2], inputs[3])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
@@ -480,7 +491,8 @@ def export_onnx(
     if cfg.quantize:
         import onnx
 
-        patterns = [re.compile(p) for p in cfg.kept_float()]
+        kept = cfg.kept_float()
+        patterns = [re.compile(p) for p in kept]
         graph = onnx.load(str(fp32), load_external_data=False).graph
         keep = [
             n.name for n in graph.node if n.op_type in ("MatMul", "Gemm") and any(p.search(n.name) for p in patterns)
@@ -489,7 +501,7 @@ def export_onnx(
             "quantizing to %s int8; %d MatMuls kept fp32 (%s)",
             cfg.quantization,
             len(keep),
-            ", ".join(cfg.kept_float()) or "none",
+            ", ".join(kept) or "none",
         )
         _quantize(fp32, target, cfg, keep, result.tokenizer, calibration_texts)
         fp32.unlink()
