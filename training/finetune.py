@@ -270,15 +270,18 @@ def finishing_config(meta: Mapping[str, Any], cfg: TrainConfig) -> TrainConfig:
     return cfg.model_copy(update={"transformer": merged})
 
 
-def load_checkpoint(directory: Path, base_path: str) -> Any:
-    """Rebuild the fine-tuned model: the base model's tensors, overwritten by the checkpoint's trained ones."""
+def load_checkpoint(directory: Path, base_path: str, meta: Mapping[str, Any] | None = None) -> Any:
+    """Rebuild the fine-tuned model: the base model's tensors, overwritten by the checkpoint's trained ones.
+
+    ``meta``: the folder's ``checkpoint.json`` as :func:`read_checkpoint` returned it, when the caller has read it.
+    """
     import torch
     from safetensors.torch import load_file
     from transformers import AutoModel, AutoTokenizer
 
     from training.transformer import FitResult, MultiTaskModel, freeze, truncate_layers
 
-    meta = read_checkpoint(directory)
+    meta = meta if meta is not None else read_checkpoint(directory)
     tokenizer = AutoTokenizer.from_pretrained(base_path)
     if vocab_hash(tokenizer) != meta["vocab_hash"]:
         raise CheckpointError(

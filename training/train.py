@@ -328,7 +328,7 @@ def fit_transformer_family(
         fit = fine_tune(cfg, prepared, base)
     else:
         folder, meta = checkpoint
-        fit = load_checkpoint(folder, base.path)
+        fit = load_checkpoint(folder, base.path, meta)
         finetune_meta = {"finetuned": checkpoint_summary(meta, folder)}
     calibration = train_df["norm_text"].sample(min(tcfg.calibration_rows, len(train_df)), random_state=tcfg.seed)
     candidates: dict[str, Any] = {
