@@ -7,6 +7,7 @@ it; the pyfunc in :mod:`models.pyfunc` wraps one and owns languages, thresholds 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -16,7 +17,10 @@ import joblib
 import numpy as np
 from scipy.special import expit, softmax
 
+from models.kernels import cpu_flags, dequantize_nbits, has_int8_dot
 from models.schema import BINARY_HEADS, HEADS, SENTIMENT_LABELS
+
+log = logging.getLogger(__name__)
 
 Probabilities = dict[str, np.ndarray]
 """``sentiment`` -> (n, 3) in :data:`SENTIMENT_LABELS` order; each binary head -> (n,) P(label = 1)."""
@@ -121,7 +125,9 @@ class OnnxBackend:
     TOKENIZER = "tokenizer.json"
     CONFIG = "onnx_config.json"
 
-    def __init__(self, directory: Path, batch_size: int = 32, threads: int | None = None):
+    BLOCKWISE_MODES = ("auto", "int8", "fp32")
+
+    def __init__(self, directory: Path, batch_size: int = 32, threads: int | None = None, blockwise: str | None = None):
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -134,10 +140,29 @@ class OnnxBackend:
         options.intra_op_num_threads = threads or int(os.environ.get("TRIAGE_ONNX_THREADS", "0"))
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(
-            str(self.directory / self.MODEL), options, providers=["CPUExecutionProvider"]
-        )
+        source, self.blockwise_kernels = self._graph(blockwise or os.environ.get("TRIAGE_ONNX_BLOCKWISE", "auto"))
+        self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         self.batch_size = batch_size
+
+    def _graph(self, mode: str) -> tuple[str | bytes, str | None]:
+        """The graph to run, and how its blockwise int8 MatMuls run: ``int8`` (ONNX Runtime's MatMulNBits),
+        ``fp32`` (the same int8 weights turned back into fp32 here: see ``models.kernels``) or None (no
+        blockwise MatMuls). ``auto`` takes fp32 where the CPU is known to lack int8 dot products."""
+        if mode not in self.BLOCKWISE_MODES:
+            raise ValueError(f"TRIAGE_ONNX_BLOCKWISE must be one of {', '.join(self.BLOCKWISE_MODES)}, not {mode!r}")
+        path = self.directory / self.MODEL
+        exported = self.config.get("quantization")  # missing in models exported before it was recorded
+        if exported not in (None, "blockwise"):
+            return str(path), None
+        if mode == "int8" or (mode == "auto" and has_int8_dot(cpu_flags()) is not False):
+            return str(path), "int8" if exported else None
+        import onnx
+
+        graph = onnx.load(str(path))
+        if not dequantize_nbits(graph):
+            return str(path), None
+        log.info("%s: blockwise int8 weights run as fp32 (TRIAGE_ONNX_BLOCKWISE=%s)", path, mode)
+        return graph.SerializeToString(), "fp32"
 
     @classmethod
     def write_config(cls, directory: Path, **config: Any) -> None:

@@ -550,6 +550,66 @@ def test_blockwise_quantization_covers_the_feed_forward_and_ignores_the_batch(ti
     assert not [n for n in kept if n.op_type == "MatMulNBits" and "/intermediate/dense/" in n.name]
 
 
+def test_blockwise_runs_as_fp32_weights_where_the_cpu_has_no_int8_dot_products(tiny_fit, tmp_path, monkeypatch):
+    """On a CPU without int8 dot products (AVX2 only) MatMulNBits is slower than fp32, so the backend turns
+    the int8 weights back into fp32 at load time: the probabilities of weight-only int8, batch-invariant,
+    and the export on disk unchanged."""
+    import onnx
+
+    from models import backends
+    from models.backends import OnnxBackend
+    from training.train import batch_consistency
+    from training.transformer import encode
+
+    result, val = tiny_fit
+    folder = tmp_path / "blockwise"
+    export_onnx(result, tiny_cfg(quantization="blockwise", quantization_block_size=16), folder)
+    assert json.loads((folder / "onnx_config.json").read_text())["quantization"] == "blockwise"
+    on_disk = (folder / "model.onnx").read_bytes()
+    texts = val["norm_text"].tolist()[:60]
+    int8, fp32 = OnnxBackend(folder, blockwise="int8"), OnnxBackend(folder, blockwise="fp32")
+    assert (int8.blockwise_kernels, fp32.blockwise_kernels) == ("int8", "fp32")
+    assert (folder / "model.onnx").read_bytes() == on_disk
+
+    # reference: ONNX Runtime's own weight-only path (accuracy level 1 dequantizes and multiplies in fp32)
+    graph = onnx.load(str(folder / "model.onnx"))
+    for node in graph.graph.node:
+        for attribute in node.attribute:
+            if node.op_type == "MatMulNBits" and attribute.name == "accuracy_level":
+                attribute.i = 1
+    reference = tmp_path / "level1"
+    reference.mkdir()
+    for name in (OnnxBackend.TOKENIZER, OnnxBackend.CONFIG):
+        (reference / name).write_bytes((folder / name).read_bytes())
+    onnx.save(graph, str(reference / OnnxBackend.MODEL))
+    expected = OnnxBackend(reference, blockwise="int8").predict_proba(texts)
+    got = fp32.predict_proba(texts)
+    torch_p = torch_proba(result.model, encode(result.tokenizer, texts, tiny_cfg()), result.tokenizer.pad_token_id)
+    for head in ("sentiment", *BINARY_HEADS):
+        assert np.abs(got[head] - expected[head]).max() < 1e-5, head
+        assert np.abs(got[head] - torch_p[head]).max() < 0.1, head
+    rows = val.iloc[:40]
+    out = batch_consistency(fp32, rows, fp32.predict_proba(rows["norm_text"].tolist()), {})
+    assert out["max_abs_diff"] < 1e-5
+
+    # auto: fp32 only where the CPU is known to lack int8 dot products
+    monkeypatch.setattr(backends, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    assert OnnxBackend(folder).blockwise_kernels == "fp32"
+    monkeypatch.setenv("TRIAGE_ONNX_BLOCKWISE", "int8")
+    assert OnnxBackend(folder).blockwise_kernels == "int8"
+    monkeypatch.delenv("TRIAGE_ONNX_BLOCKWISE")
+    monkeypatch.setattr(backends, "cpu_flags", lambda: frozenset({"avx2", "avx512_vnni"}))
+    assert OnnxBackend(folder).blockwise_kernels == "int8"
+    monkeypatch.setattr(backends, "cpu_flags", lambda: None)  # flags unknown (not Linux): as exported
+    assert OnnxBackend(folder).blockwise_kernels == "int8"
+    with pytest.raises(ValueError, match="TRIAGE_ONNX_BLOCKWISE must be one of auto, int8, fp32"):
+        OnnxBackend(folder, blockwise="fast")
+
+    # other exports have no blockwise MatMuls: nothing to choose
+    export_onnx(result, tiny_cfg(quantization="dynamic"), tmp_path / "dynamic")
+    assert OnnxBackend(tmp_path / "dynamic", blockwise="fp32").blockwise_kernels is None
+
+
 def test_quantization_defaults_and_block_size():
     assert tiny_cfg().kept_float() == [FEED_FORWARD]
     assert tiny_cfg(quantization="static").kept_float() == [FEED_FORWARD]

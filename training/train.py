@@ -52,7 +52,7 @@ def _requirements(family: str = "tfidf") -> list[str]:
     pins = []
     dists = ["mlflow", "scikit-learn", "numpy", "pandas", "pyarrow", "py3langid", "joblib"]
     if family == "transformer":
-        dists += ["onnxruntime", "tokenizers"]
+        dists += ["onnxruntime", "onnx", "tokenizers"]  # onnx: the fp32 fallback of blockwise int8
     for dist in dists:
         try:
             pins.append(f"{dist}=={importlib.metadata.version(dist)}")
@@ -123,6 +123,12 @@ def _serving_notes(meta: dict[str, Any]) -> list[str]:
             f"- ONNX export (int8 where quantized) vs PyTorch fp32 on {quant['rows']} held-out rows: "
             f"max |Δp| {quant['max_abs_diff']:.4f}; macro-F1 {changes}."
         )
+        if quant.get("blockwise_kernels") == "fp32":
+            notes.append(
+                "- This check ran the blockwise int8 weights as fp32 (the training machine's CPU has no int8 dot "
+                "products); where the serving CPU has them (AVX512-VNNI, AVX-VNNI, ARM SDOT) the activations are "
+                "quantized per token too, which moves probabilities a little more."
+            )
         batch = quant.get("batch")
         if batch:
             shares = ", ".join(f"{h} {v:.2%}" for h, v in batch["decisions_changed"].items())
@@ -195,6 +201,9 @@ def quantization_check(
         "max_abs_diff": max(float(np.abs(ref[h] - new[h]).max()) for h in ref),
         "macro_f1": macro_f1,
     }
+    kernels = getattr(exported, "blockwise_kernels", None)
+    if kernels:
+        out["blockwise_kernels"] = kernels
     alone = min(cfg.transformer.batch_check_rows, len(test))
     if alone:
         picked = np.sort(np.random.default_rng(cfg.split.seed).choice(len(test), alone, replace=False))

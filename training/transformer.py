@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from models.backends import OnnxBackend, Probabilities
+from models.kernels import cpu_flags
 from models.schema import BINARY_HEADS, HEADS, SENTIMENT_LABELS
 from training.config import TransformerConfig
 from training.evaluate import evaluate, headline
@@ -233,11 +234,7 @@ def device_label(device: torch.device, autocast: torch.dtype | None = None) -> s
 def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     """Whether the CPU multiplies bfloat16 natively (AVX512-BF16 or AMX); elsewhere PyTorch emulates it, slower
     than fp32."""
-    try:
-        flags = cpuinfo.read_text(errors="replace").split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return bool((cpu_flags(cpuinfo) or frozenset()) & {"avx512_bf16", "amx_bf16"})
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -509,5 +506,11 @@ def export_onnx(
         fp32.replace(target)
     result.tokenizer.backend_tokenizer.save(str(directory / OnnxBackend.TOKENIZER))
     pad_id = result.tokenizer.pad_token_id if result.tokenizer.pad_token_id is not None else 0
-    OnnxBackend.write_config(directory, max_length=cfg.max_length, text_prefix=cfg.text_prefix, pad_id=pad_id)
+    OnnxBackend.write_config(
+        directory,
+        max_length=cfg.max_length,
+        text_prefix=cfg.text_prefix,
+        pad_id=pad_id,
+        quantization=cfg.quantization if cfg.quantize else "none",
+    )
     return OnnxBackend.load(directory)

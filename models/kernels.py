@@ -1,0 +1,81 @@
+"""Which int8 kernels this CPU runs fast, and an fp32 fallback for blockwise int8 graphs where it has none.
+
+ONNX Runtime multiplies ``MatMulNBits`` (blockwise int8 weights, activations quantized per token at
+accuracy level 4) with int8 dot-product instructions: AVX512-VNNI or AVX-VNNI on x86, SDOT on ARM. A CPU
+without them (an AVX2-only x86, say) takes a generic path that ran at about half the speed of the plain
+fp32 graph. There the served graph is better rebuilt at load time with the same int8 weights turned back
+into fp32 (weight-only quantization): fp32 speed, and the probabilities of the quantized weights without the
+activation rounding.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# x86: AVX512-VNNI, AVX-VNNI (VEX), AMX int8; ARM: the SDOT/UDOT dot products.
+INT8_DOT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8", "asimddp"})
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str] | None:
+    """The CPU's feature flags (x86 ``flags``, ARM ``Features``); None where they cannot be read (not Linux)."""
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return None
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    return frozenset(flags)
+
+
+def has_int8_dot(flags: frozenset[str] | None) -> bool | None:
+    """Whether the CPU has int8 dot-product instructions; None when its flags are unknown."""
+    return None if flags is None else bool(flags & INT8_DOT_FLAGS)
+
+
+def dequantize_nbits(model: Any) -> int:
+    """Replace every 8-bit ``MatMulNBits`` node of an ONNX ``ModelProto`` by a plain MatMul (and Add, where it
+    has a bias) on the fp32 weights its int8 blocks encode. Returns how many nodes were replaced."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    initializers = {init.name: init for init in graph.initializer}
+    nodes = []
+    replaced = 0
+    for node in graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        inputs = list(node.input) + [""] * (6 - len(node.input))
+        if node.op_type != "MatMulNBits" or attrs.get("bits") != 8 or inputs[4] or inputs[1] not in initializers:
+            nodes.append(node)
+            continue
+        k, n, block = int(attrs["K"]), int(attrs["N"]), int(attrs["block_size"])
+        blocks = numpy_helper.to_array(initializers[inputs[1]]).reshape(n, -1, block).astype(np.float32)
+        scales = numpy_helper.to_array(initializers[inputs[2]]).reshape(n, -1, 1).astype(np.float32)
+        zero = (  # symmetric: no zero points stored, the default is 2^(bits-1)
+            numpy_helper.to_array(initializers[inputs[3]]).reshape(n, -1, 1).astype(np.float32)
+            if inputs[3]
+            else np.full((1, 1, 1), 128.0, dtype=np.float32)
+        )
+        weight = ((blocks - zero) * scales).reshape(n, -1)[:, :k].T  # (K, N)
+        name = f"{node.name}_fp32"
+        graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(weight), f"{name}_weight"))
+        out = node.output[0]
+        if inputs[5]:
+            nodes.append(helper.make_node("MatMul", [inputs[0], f"{name}_weight"], [f"{name}_out"], name=name))
+            nodes.append(helper.make_node("Add", [f"{name}_out", inputs[5]], [out], name=f"{name}_bias"))
+        else:
+            nodes.append(helper.make_node("MatMul", [inputs[0], f"{name}_weight"], [out], name=name))
+        replaced += 1
+    if replaced:
+        used = {name for node in nodes for name in node.input}
+        kept = [init for init in graph.initializer if init.name in used]
+        del graph.initializer[:]
+        graph.initializer.extend(kept)
+        del graph.node[:]
+        graph.node.extend(nodes)
+    return replaced
