@@ -73,9 +73,17 @@ def dequantize_nbits(model: Any) -> int:
         replaced += 1
     if replaced:
         used = {name for node in nodes for name in node.input}
-        kept = [init for init in graph.initializer if init.name in used]
-        del graph.initializer[:]
-        graph.initializer.extend(kept)
+        for index in reversed(range(len(graph.initializer))):  # in place: extend() would copy the embedding table
+            if graph.initializer[index].name not in used:
+                del graph.initializer[index]
         del graph.node[:]
         graph.node.extend(nodes)
     return replaced
+
+
+def save_for_session(model: Any, path: Path) -> None:
+    """Save ``model`` for ONNX Runtime with its tensors in a side file (``path`` + ``.data``), written one at
+    a time: serializing a model with its tensors inline holds a second copy of all of them."""
+    import onnx
+
+    onnx.save(model, str(path), save_as_external_data=True, location=f"{path.name}.data", size_threshold=1024)

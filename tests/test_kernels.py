@@ -10,7 +10,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from models.kernels import cpu_flags, dequantize_nbits, has_int8_dot  # noqa: E402
+from models.kernels import cpu_flags, dequantize_nbits, has_int8_dot, save_for_session  # noqa: E402
 
 
 def test_cpu_flags_read_x86_and_arm(tmp_path):
@@ -67,17 +67,23 @@ def test_dequantized_graph_computes_what_the_int8_weights_encode(symmetric):
     assert np.abs(got - x @ weight).max() < 0.05 * np.abs(x @ weight).max()
 
 
-def test_dequantized_graph_keeps_the_bias():
-    model, _ = blockwise_graph(32, 8, 16, True, accuracy_level=1)
+def test_dequantized_graph_keeps_the_bias(tmp_path):
+    model, _ = blockwise_graph(256, 8, 16, True, accuracy_level=1)
     node = model.graph.node[0]
     bias = np.arange(8, dtype=np.float32)
     model.graph.initializer.append(numpy_helper.from_array(bias, "bias"))
     node.input.extend(["", "", "bias"])  # zero_points, g_idx absent; bias is input 5
-    x = np.random.default_rng(2).normal(size=(3, 32)).astype(np.float32)
+    x = np.random.default_rng(2).normal(size=(3, 256)).astype(np.float32)
     expected = run(model, x)
     assert dequantize_nbits(model) == 1
     assert [n.op_type for n in model.graph.node] == ["MatMul", "Add"]
     np.testing.assert_allclose(run(model, x), expected, rtol=1e-5, atol=1e-4)
+    # saved for a session with its weights (256 x 8 fp32: over the inline threshold) in a side file
+    save_for_session(model, tmp_path / "model.onnx")
+    assert (tmp_path / "model.onnx.data").stat().st_size >= 256 * 8 * 4
+    assert (tmp_path / "model.onnx").stat().st_size < 4096
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"x": x})[0], expected, rtol=1e-5, atol=1e-4)
 
 
 def test_other_graphs_are_left_alone():
