@@ -1,4 +1,5 @@
-# Multi-stage, slim, non-root: installs only what serving needs (no torch, no training extras).
+# Multi-stage, slim, non-root: installs only what serving needs (no torch, no training extras; ONNX Runtime
+# to serve a promoted transformer model).
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -7,7 +8,7 @@ COPY training training
 COPY service service
 COPY triage triage
 RUN python -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir --upgrade pip \
-    && /opt/venv/bin/pip install --no-cache-dir ".[redis]"
+    && /opt/venv/bin/pip install --no-cache-dir ".[redis,transformer]"
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 triage && mkdir /state && chown triage /state
