@@ -537,17 +537,44 @@ def test_blockwise_quantization_covers_the_feed_forward_and_ignores_the_batch(ti
     assert attributes == {("bits", 8), ("accuracy_level", 4), ("block_size", 16)}
     assert any("/intermediate/dense/" in n.name for n in nbits) and any("/attention/" in n.name for n in nbits)
     # only the attention's activation x activation products stay float MatMuls (no constant weight)
-    initializers = {i.name for i in onnx.load(str(tmp_path / "blockwise" / "model.onnx")).graph.initializer}
+    graph = onnx.load(str(tmp_path / "blockwise" / "model.onnx")).graph
+    initializers = {i.name: i for i in graph.initializer}
     assert not [n.name for n in nodes if n.op_type == "MatMul" and n.input[1] in initializers]
+    # the word-embedding table is 8-bit blocks of a row, looked up by GatherBlockQuantized
+    (lookup,) = [n for n in nodes if n.op_type == "GatherBlockQuantized"]
+    assert {(a.name, a.i) for a in lookup.attribute} >= {("bits", 8), ("block_size", 16), ("quantize_axis", 1)}
+    table = initializers[lookup.input[0]]
+    embedding = result.model.encoder.embeddings.word_embeddings.weight
+    assert table.data_type == onnx.TensorProto.UINT8 and list(table.dims) == list(embedding.shape)
+    from training.transformer import encode
+
+    texts = val["norm_text"].tolist()[:50]
+    reference = torch_proba(result.model, encode(result.tokenizer, texts, cfg), result.tokenizer.pad_token_id)
+    exported = backend.predict_proba(texts)
+    assert max(np.abs(reference[h] - exported[h]).max() for h in reference) < 0.1
+    assert not [n for n in nodes if n.op_type == "Gather" and "word_embeddings" in n.input[0]]
     rows = val.iloc[:40]
     out = batch_consistency(backend, rows, backend.predict_proba(rows["norm_text"].tolist()), {})
     assert out["max_abs_diff"] < 1e-5 and not any(out["decisions_changed"].values())
 
     # an explicit quantize_exclude keeps those MatMuls float, as for the other methods
-    export_onnx(result, tiny_cfg(quantization="blockwise", quantize_exclude=[FEED_FORWARD]), tmp_path / "keep")
+    export_onnx(
+        result,
+        tiny_cfg(quantization="blockwise", quantization_block_size=16, quantize_exclude=[FEED_FORWARD]),
+        tmp_path / "keep",
+    )
     kept = onnx.load(str(tmp_path / "keep" / "model.onnx")).graph.node
     assert [n for n in kept if n.op_type == "MatMul" and "/intermediate/dense/" in n.name]
     assert not [n for n in kept if n.op_type == "MatMulNBits" and "/intermediate/dense/" in n.name]
+    assert [n for n in kept if n.op_type == "GatherBlockQuantized"]
+    export_onnx(
+        result,
+        tiny_cfg(quantization="blockwise", quantization_block_size=16, quantize_exclude=["word_embeddings"]),
+        tmp_path / "emb",
+    )
+    float_table = onnx.load(str(tmp_path / "emb" / "model.onnx")).graph.node
+    assert not [n for n in float_table if n.op_type == "GatherBlockQuantized"]
+    assert [n for n in float_table if n.op_type == "Gather" and "word_embeddings" in n.input[0]]
 
 
 def test_blockwise_runs_as_fp32_weights_where_the_cpu_has_no_int8_dot_products(tiny_fit, tmp_path, monkeypatch):

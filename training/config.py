@@ -94,7 +94,8 @@ class TransformerConfig(_Strict):
         description="dynamic: activation scales computed per batch at run time, so a comment's scores depend "
         "slightly on the comments scored with it; static: activation scales fixed on calibration_rows training "
         "texts (see calibration), so a comment scores the same alone or in any batch; blockwise: int8 weights "
-        "with one scale per quantization_block_size inputs of an output (ONNX Runtime's MatMulNBits), "
+        "with one scale per quantization_block_size inputs of an output (ONNX Runtime's MatMulNBits; the "
+        "word-embedding table too, in blocks of a row: GatherBlockQuantized), "
         "activations quantized per token and block at run time, so a comment scores the same alone or in any "
         "batch, and fine enough to quantize the feed-forward too (on a 12-layer e5: half the probability change "
         "of static int8 at about its speed)",
@@ -121,7 +122,8 @@ class TransformerConfig(_Strict):
         None,
         description="regular expressions of ONNX node names kept fp32 when quantizing. Default (null): for dynamic "
         "and static int8 the BERT feed-forward MatMuls (on a fine-tuned e5-small their per-tensor int8 error was "
-        "5x that of all other MatMuls together, mean |Δp| 0.018 -> 0.003); for blockwise, none",
+        "5x that of all other MatMuls together, mean |Δp| 0.018 -> 0.003); for blockwise, none (a pattern that "
+        "matches the word-embedding Gather keeps that table fp32)",
     )
     quantization_check_rows: int = Field(
         2000,

@@ -424,6 +424,53 @@ def _quantize_blockwise(fp32: Path, target: Path, block_size: int, keep: list[st
     quantizer.model.save_model_to_file(str(target), use_external_data_format=False)
 
 
+def _quantize_word_embeddings(path: Path, block_size: int, keep: list[re.Pattern[str]]) -> int:
+    """The word-embedding table of the model at ``path`` as 8-bit symmetric blocks of ``block_size`` values of a
+    row (ONNX Runtime's GatherBlockQuantized: only the looked-up rows are turned back into fp32), unless
+    its Gather matches ``keep``. It is most of the model: 87 of 110 MiB for a vocabulary-trimmed 12-layer
+    e5. Returns the bytes it saved."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    initializers = {init.name: init for init in graph.initializer}
+    for index, node in enumerate(graph.node):
+        table = node.input[0] if node.op_type == "Gather" else ""
+        if "word_embeddings" not in table or table not in initializers or any(p.search(node.name) for p in keep):
+            continue
+        weight = numpy_helper.to_array(initializers[table]).astype(np.float32)
+        rows, width = weight.shape
+        if width % block_size:
+            return 0
+        blocks = weight.reshape(rows, width // block_size, block_size)
+        scales = np.maximum(np.abs(blocks).max(axis=2), np.finfo(np.float32).tiny) / 127.0
+        codes = np.clip(np.rint(blocks / scales[:, :, None]), -127, 127) + 128  # uint8, zero point 128
+        graph.initializer.remove(initializers[table])
+        graph.initializer.append(numpy_helper.from_array(codes.astype(np.uint8).reshape(rows, width), f"{table}_q8"))
+        graph.initializer.append(numpy_helper.from_array(scales.astype(np.float32), f"{table}_scales"))
+        graph.node.remove(node)
+        graph.node.insert(
+            index,
+            helper.make_node(
+                "GatherBlockQuantized",
+                [f"{table}_q8", node.input[1], f"{table}_scales"],
+                list(node.output),
+                name=f"{node.name}_Q8",
+                domain="com.microsoft",
+                bits=8,
+                block_size=block_size,
+                gather_axis=0,
+                quantize_axis=1,
+            ),
+        )
+        if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
+            model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+        onnx.save(model, str(path))
+        return weight.nbytes - rows * width - scales.size * 4
+    return 0
+
+
 def _quantize(
     fp32: Path, target: Path, cfg: TransformerConfig, keep: list[str], tokenizer: Any, calibration: list[str] | None
 ) -> None:
@@ -502,6 +549,9 @@ def export_onnx(
         )
         _quantize(fp32, target, cfg, keep, result.tokenizer, calibration_texts)
         fp32.unlink()
+        if cfg.quantization == "blockwise":
+            saved = _quantize_word_embeddings(target, cfg.quantization_block_size, patterns)
+            log.info("word embeddings as 8-bit blocks: %.0f MiB smaller", saved / 2**20)
     else:
         fp32.replace(target)
     result.tokenizer.backend_tokenizer.save(str(directory / OnnxBackend.TOKENIZER))
