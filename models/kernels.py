@@ -41,16 +41,18 @@ def has_int8_dot(flags: frozenset[str] | None) -> bool | None:
 def dequantize_nbits(model: Any) -> int:
     """Replace every 8-bit ``MatMulNBits`` node of an ONNX ``ModelProto`` by a plain MatMul (and Add, where it
     has a bias) on the fp32 weights its int8 blocks encode. Returns how many nodes were replaced."""
-    from onnx import helper, numpy_helper
+    from onnx import AttributeProto, helper, numpy_helper
 
     graph = model.graph
     initializers = {init.name: init for init in graph.initializer}
     nodes = []
     replaced = 0
+    dropped: set[str] = set()
     for node in graph.node:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         inputs = list(node.input) + [""] * (6 - len(node.input))
-        if node.op_type != "MatMulNBits" or attrs.get("bits") != 8 or inputs[4] or inputs[1] not in initializers:
+        constant = all(name in initializers for name in inputs[1:4] if name) and bool(inputs[1] and inputs[2])
+        if node.op_type != "MatMulNBits" or attrs.get("bits") != 8 or inputs[4] or not constant:
             nodes.append(node)
             continue
         k, n, block = int(attrs["K"]), int(attrs["N"]), int(attrs["block_size"])
@@ -62,7 +64,7 @@ def dequantize_nbits(model: Any) -> int:
             else np.full((1, 1, 1), 128.0, dtype=np.float32)
         )
         weight = ((blocks - zero) * scales).reshape(n, -1)[:, :k].T  # (K, N)
-        name = f"{node.name}_fp32"
+        name = f"{node.output[0]}_fp32_{replaced}"  # node names may be empty; outputs are unique
         graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(weight), f"{name}_weight"))
         out = node.output[0]
         if inputs[5]:
@@ -71,10 +73,16 @@ def dequantize_nbits(model: Any) -> int:
         else:
             nodes.append(helper.make_node("MatMul", [inputs[0], f"{name}_weight"], [out], name=name))
         replaced += 1
+        dropped.update(name for name in inputs[1:4] if name)
     if replaced:
-        used = {name for node in nodes for name in node.input}
+        used = {name for node in nodes for name in node.input} | {out.name for out in graph.output}
+        used |= {value.name for value in graph.input}
+        graph_attrs = (AttributeProto.GRAPH, AttributeProto.GRAPHS)  # If, Loop, Scan bodies may use outer tensors
+        for sub in (n for n in nodes if any(a.type in graph_attrs for a in n.attribute)):
+            used |= {name for a in sub.attribute for g in [a.g, *a.graphs] for n in g.node for name in n.input}
         for index in reversed(range(len(graph.initializer))):  # in place: extend() would copy the embedding table
-            if graph.initializer[index].name not in used:
+            name = graph.initializer[index].name
+            if name in dropped and name not in used:
                 del graph.initializer[index]
         del graph.node[:]
         graph.node.extend(nodes)

@@ -95,7 +95,7 @@ def create_app(
             log.info("ready: model %s, policy %s (warm-up %.2fs)", loaded.model_version, loaded.policy.version, seconds)
         except Exception as exc:  # reported by /health/ready; the process stays up to say so
             log.exception("model %s could not be loaded", settings.model_uri)
-            app.state.load_error = f"model {settings.model_uri} could not be loaded ({type(exc).__name__})"
+            app.state.load_error = f"model {settings.model_uri} could not be loaded ({type(exc).__name__}: {exc})"
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -93,3 +93,44 @@ def test_other_graphs_are_left_alone():
             attribute.i = 4  # a 4-bit node is not ours to rewrite
     before = model.SerializeToString()
     assert dequantize_nbits(model) == 0 and model.SerializeToString() == before
+
+
+def test_unnamed_nodes_in_a_chain_and_what_is_not_ours(tmp_path):
+    """Two MatMulNBits without names (as some quantizers leave them), one after the other, and an initializer
+    no node uses (left alone); a node with g_idx is skipped."""
+    first, _ = blockwise_graph(32, 32, 16, True, accuracy_level=1, seed=3)
+    second, _ = blockwise_graph(32, 8, 16, True, accuracy_level=1, seed=4)
+    graph = first.graph
+    for init in second.graph.initializer:
+        init.name = f"second_{init.name}"
+        graph.initializer.append(init)
+    node = second.graph.node[0]
+    node.input[:] = ["y", *(f"second_{name}" for name in node.input[1:])]
+    node.output[:] = ["z"]
+    graph.node.append(node)
+    for n in graph.node:
+        n.name = ""
+    graph.output[0].CopyFrom(helper.make_tensor_value_info("z", TensorProto.FLOAT, ["rows", 8]))
+    graph.initializer.append(numpy_helper.from_array(np.ones(3, dtype=np.float32), "unused"))
+    x = np.random.default_rng(5).normal(size=(4, 32)).astype(np.float32)
+    expected = run(first, x)
+    assert dequantize_nbits(first) == 2
+    assert [n.op_type for n in graph.node] == ["MatMul", "MatMul"]
+    assert {i.name for i in graph.initializer} == {n.input[1] for n in graph.node} | {"unused"}
+    np.testing.assert_allclose(run(first, x), expected, rtol=1e-5, atol=1e-4)
+
+    with_g_idx, _ = blockwise_graph(32, 8, 16, True, accuracy_level=1)
+    with_g_idx.graph.node[0].input.extend(["", "g_idx"])
+    assert dequantize_nbits(with_g_idx) == 0
+
+
+def test_a_bad_blockwise_mode_fails_at_service_start(monkeypatch):
+    from pydantic import ValidationError
+
+    from service.settings import ServiceSettings
+
+    monkeypatch.setenv("TRIAGE_ONNX_BLOCKWISE", "fast")
+    with pytest.raises(ValidationError, match="onnx_blockwise"):
+        ServiceSettings()
+    monkeypatch.setenv("TRIAGE_ONNX_BLOCKWISE", "fp32")
+    assert ServiceSettings().onnx_blockwise == "fp32"

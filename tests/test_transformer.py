@@ -637,6 +637,33 @@ def test_blockwise_runs_as_fp32_weights_where_the_cpu_has_no_int8_dot_products(t
     assert OnnxBackend(tmp_path / "dynamic", blockwise="fp32").blockwise_kernels is None
 
 
+def test_word_embedding_blocks_decode_to_the_table(tiny_fit, tmp_path):
+    """Each 8-bit value of the table is within half a step (its block's scale / 2) of the fp32 one; a tokenizer
+    with more pieces than the table has rows is refused (GatherBlockQuantized would give zeros, not fail)."""
+    import re
+
+    import onnx
+    from onnx import numpy_helper
+
+    from training.transformer import _quantize_word_embeddings
+
+    result, _ = tiny_fit
+    export_onnx(result, tiny_cfg(quantize=False), tmp_path / "float")
+    path = tmp_path / "float" / "model.onnx"
+    table = result.model.encoder.embeddings.word_embeddings.weight.detach().numpy()
+    rows = table.shape[0]
+    with pytest.raises(ValueError, match=f"{rows + 1} pieces, the word-embedding table {rows} rows"):
+        _quantize_word_embeddings(path, 16, [], rows + 1)
+    assert _quantize_word_embeddings(path, 16, [re.compile("word_embeddings")], rows) == 0  # kept float
+    assert _quantize_word_embeddings(path, 16, [], rows) == table.nbytes - table.size - table.size // 16 * 4
+    arrays = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
+    (codes,) = [a for name, a in arrays.items() if name.endswith("_q8")]
+    (scales,) = [a for name, a in arrays.items() if name.endswith("_scales")]
+    decoded = (codes.astype(np.float32) - 128).reshape(rows, -1, 16) * scales[:, :, None]
+    step = np.repeat(scales, 16, axis=1)
+    assert np.all(np.abs(decoded.reshape(rows, -1) - table) <= step / 2 + 1e-7)
+
+
 def test_quantization_defaults_and_block_size():
     assert tiny_cfg().kept_float() == [FEED_FORWARD]
     assert tiny_cfg(quantization="static").kept_float() == [FEED_FORWARD]

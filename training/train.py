@@ -125,9 +125,14 @@ def _serving_notes(meta: dict[str, Any]) -> list[str]:
         )
         if quant.get("blockwise_kernels") == "fp32":
             notes.append(
-                "- This check ran the blockwise int8 weights as fp32 (the training machine's CPU has no int8 dot "
-                "products); where the serving CPU has them (AVX512-VNNI, AVX-VNNI, ARM SDOT) the activations are "
-                "quantized per token too, which moves probabilities a little more."
+                "- This check ran the blockwise int8 weights as fp32 (no int8 dot products on the training "
+                "machine's CPU, or `TRIAGE_ONNX_BLOCKWISE=fp32`); where a serving CPU runs the int8 kernels, "
+                "the activations are quantized per token too, which moves probabilities a little more."
+            )
+        elif quant.get("blockwise_kernels") == "int8":
+            notes.append(
+                "- This check ran ONNX Runtime's int8 kernels (weights and, per token, activations); a serving CPU "
+                "without int8 dot products runs the weights as fp32, which moves probabilities a little less."
             )
         batch = quant.get("batch")
         if batch:
