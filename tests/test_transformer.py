@@ -632,6 +632,16 @@ def test_blockwise_runs_as_fp32_weights_where_the_cpu_has_no_int8_dot_products(t
     with pytest.raises(ValueError, match="TRIAGE_ONNX_BLOCKWISE must be one of auto, int8, fp32"):
         OnnxBackend(folder, blockwise="fast")
 
+    # no writable temporary folder for the rewrite: a warning, and the int8 kernels as exported
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(backends.tempfile, "TemporaryDirectory", no_space)
+    fallback = OnnxBackend(folder, blockwise="fp32")
+    assert fallback.blockwise_kernels == "int8"
+    assert max(np.abs(fallback.predict_proba(texts)[h] - int8.predict_proba(texts)[h]).max() for h in got) < 1e-6
+    monkeypatch.undo()
+
     # other exports have no blockwise MatMuls: nothing to choose
     export_onnx(result, tiny_cfg(quantization="dynamic"), tmp_path / "dynamic")
     assert OnnxBackend(tmp_path / "dynamic", blockwise="fp32").blockwise_kernels is None
