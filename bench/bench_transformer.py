@@ -93,7 +93,7 @@ def main() -> None:
     from transformers import AutoModel, AutoTokenizer
 
     from models.backends import OnnxBackend
-    from models.kernels import cpu_flags, has_int8_dot
+    from models.kernels import blockwise_as_fp32, cpu_flags, has_int8_dot
     from training.base_models import resolve_base_model
     from training.config import TransformerConfig
     from training.train import score_one_at_a_time
@@ -167,7 +167,7 @@ def main() -> None:
     results["onnxruntime int8 blockwise, weights run as fp32 (the fallback without int8 dot products)"] = rate(
         blockwise_fp32.predict_proba, texts, args.batch
     )
-    served = "fp32 weights" if OnnxBackend(tmp_root / "int8-blockwise").blockwise_kernels == "fp32" else "int8"
+    served = "fp32 weights" if blockwise_as_fp32("auto") else "int8"
     reference = torch_proba(model, encode(tokenizer, texts[:256], cfg), pad)
     quantized = int8.predict_proba(texts[:256])
     diff = max(float(np.abs(reference[h] - quantized[h]).max()) for h in reference)

@@ -18,7 +18,7 @@ import joblib
 import numpy as np
 from scipy.special import expit, softmax
 
-from models.kernels import cpu_flags, dequantize_nbits, has_int8_dot, save_for_session
+from models.kernels import BLOCKWISE_MODES, blockwise_as_fp32, dequantize_nbits, save_for_session
 from models.schema import BINARY_HEADS, HEADS, SENTIMENT_LABELS
 
 log = logging.getLogger(__name__)
@@ -126,8 +126,6 @@ class OnnxBackend:
     TOKENIZER = "tokenizer.json"
     CONFIG = "onnx_config.json"
 
-    BLOCKWISE_MODES = ("auto", "int8", "fp32")
-
     def __init__(self, directory: Path, batch_size: int = 32, threads: int | None = None, blockwise: str | None = None):
         import onnxruntime as ort
         from tokenizers import Tokenizer
@@ -149,22 +147,26 @@ class OnnxBackend:
         """The inference session, and how its blockwise int8 MatMuls run: ``int8`` (ONNX Runtime's MatMulNBits),
         ``fp32`` (the same int8 weights turned back into fp32 here: see ``models.kernels``) or None (no
         blockwise MatMuls). ``auto`` takes fp32 where the CPU is known to lack int8 dot products."""
-        if mode not in self.BLOCKWISE_MODES:
-            raise ValueError(f"TRIAGE_ONNX_BLOCKWISE must be one of {', '.join(self.BLOCKWISE_MODES)}, not {mode!r}")
+        if mode not in BLOCKWISE_MODES:
+            raise ValueError(f"TRIAGE_ONNX_BLOCKWISE must be one of {', '.join(BLOCKWISE_MODES)}, not {mode!r}")
         path = self.directory / self.MODEL
         providers = ["CPUExecutionProvider"]
         exported = self.config.get("quantization")  # missing in models exported before it was recorded
+
+        def as_exported(kernels: str | None) -> tuple[Any, str | None]:
+            return ort.InferenceSession(str(path), options, providers=providers), kernels
+
         if exported not in (None, "blockwise"):
-            return ort.InferenceSession(str(path), options, providers=providers), None
-        if mode == "int8" or (mode == "auto" and has_int8_dot(cpu_flags()) is not False):
-            return ort.InferenceSession(str(path), options, providers=providers), "int8" if exported else None
+            return as_exported(None)
+        if not blockwise_as_fp32(mode):
+            return as_exported("int8" if exported else None)
         try:
             import onnx
 
             graph = onnx.load(str(path))
             if not dequantize_nbits(graph):
                 del graph
-                return ort.InferenceSession(str(path), options, providers=providers), None
+                return as_exported(None)
             # Through a file with the tensors beside it, not bytes: a session made from the serialized model
             # holds that copy, the graph and its own parse at once (a full-vocabulary 12-layer model with an
             # fp32 embedding table peaked at 2.2 GB that way, 1.2 GB this way).
@@ -175,7 +177,7 @@ class OnnxBackend:
                 session = ort.InferenceSession(str(rewritten), options, providers=providers)
         except (ImportError, OSError) as exc:  # no onnx package, no writable temporary folder: run as exported
             log.warning("%s: blockwise weights stay int8 (%s: %s)", path, type(exc).__name__, exc)
-            return ort.InferenceSession(str(path), options, providers=providers), "int8" if exported else None
+            return as_exported("int8" if exported else None)
         log.info("%s: blockwise int8 weights run as fp32 (TRIAGE_ONNX_BLOCKWISE=%s)", path, mode)
         return session, "fp32"
 

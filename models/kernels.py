@@ -11,12 +11,16 @@ activation rounding.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 # x86: AVX512-VNNI, AVX-VNNI (VEX), AMX int8; ARM: the SDOT/UDOT dot products.
 INT8_DOT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8", "asimddp"})
+
+BlockwiseMode = Literal["auto", "int8", "fp32"]
+"""How a blockwise int8 model runs (``TRIAGE_ONNX_BLOCKWISE``): int8 kernels, its weights as fp32, or ``auto``."""
+BLOCKWISE_MODES: tuple[str, ...] = get_args(BlockwiseMode)
 
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str] | None:
@@ -36,6 +40,12 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str] | None:
 def has_int8_dot(flags: frozenset[str] | None) -> bool | None:
     """Whether the CPU has int8 dot-product instructions; None when its flags are unknown."""
     return None if flags is None else bool(flags & INT8_DOT_FLAGS)
+
+
+def blockwise_as_fp32(mode: str) -> bool:
+    """Whether blockwise int8 MatMuls run as fp32 weights: asked for, or ``auto`` on a CPU known to lack int8
+    dot products (where its flags cannot be read, the int8 kernels run as exported)."""
+    return mode == "fp32" or (mode == "auto" and has_int8_dot(cpu_flags()) is False)
 
 
 def dequantize_nbits(model: Any) -> int:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from models.kernels import BlockwiseMode
 from models.store import alias_uri
 
 
@@ -28,7 +28,7 @@ class ServiceSettings(BaseSettings):
     webhook_backoff_seconds: float = Field(1.0, ge=0, le=60)
     alert_sweep_seconds: float = Field(30.0, gt=0, description="how often active crises are checked for an end")
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
-    onnx_blockwise: Literal["auto", "int8", "fp32"] = Field(
+    onnx_blockwise: BlockwiseMode = Field(
         "auto",
         description="how a blockwise int8 transformer model runs (read by the ONNX back-end; checked here so a "
         "bad value fails at start-up): int8 kernels, or its weights as fp32 (auto: fp32 where the CPU has no "

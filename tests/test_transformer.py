@@ -583,7 +583,7 @@ def test_blockwise_runs_as_fp32_weights_where_the_cpu_has_no_int8_dot_products(t
     and the export on disk unchanged."""
     import onnx
 
-    from models import backends
+    from models import backends, kernels
     from models.backends import OnnxBackend
     from training.train import batch_consistency
     from training.transformer import encode
@@ -620,14 +620,14 @@ def test_blockwise_runs_as_fp32_weights_where_the_cpu_has_no_int8_dot_products(t
     assert out["max_abs_diff"] < 1e-5
 
     # auto: fp32 only where the CPU is known to lack int8 dot products
-    monkeypatch.setattr(backends, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    monkeypatch.setattr(kernels, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
     assert OnnxBackend(folder).blockwise_kernels == "fp32"
     monkeypatch.setenv("TRIAGE_ONNX_BLOCKWISE", "int8")
     assert OnnxBackend(folder).blockwise_kernels == "int8"
     monkeypatch.delenv("TRIAGE_ONNX_BLOCKWISE")
-    monkeypatch.setattr(backends, "cpu_flags", lambda: frozenset({"avx2", "avx512_vnni"}))
+    monkeypatch.setattr(kernels, "cpu_flags", lambda: frozenset({"avx2", "avx512_vnni"}))
     assert OnnxBackend(folder).blockwise_kernels == "int8"
-    monkeypatch.setattr(backends, "cpu_flags", lambda: None)  # flags unknown (not Linux): as exported
+    monkeypatch.setattr(kernels, "cpu_flags", lambda: None)  # flags unknown (not Linux): as exported
     assert OnnxBackend(folder).blockwise_kernels == "int8"
     with pytest.raises(ValueError, match="TRIAGE_ONNX_BLOCKWISE must be one of auto, int8, fp32"):
         OnnxBackend(folder, blockwise="fast")
@@ -659,14 +659,14 @@ def test_word_embedding_blocks_decode_to_the_table(tiny_fit, tmp_path):
 
     result, _ = tiny_fit
     export_onnx(result, tiny_cfg(quantize=False), tmp_path / "float")
-    path = tmp_path / "float" / "model.onnx"
+    model = onnx.load(str(tmp_path / "float" / "model.onnx"))
     table = result.model.encoder.embeddings.word_embeddings.weight.detach().numpy()
     rows = table.shape[0]
     with pytest.raises(ValueError, match=f"{rows + 1} pieces, the word-embedding table {rows} rows"):
-        _quantize_word_embeddings(path, 16, [], rows + 1)
-    assert _quantize_word_embeddings(path, 16, [re.compile("word_embeddings")], rows) == 0  # kept float
-    assert _quantize_word_embeddings(path, 16, [], rows) == table.nbytes - table.size - table.size // 16 * 4
-    arrays = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
+        _quantize_word_embeddings(model, 16, [], rows + 1)
+    assert _quantize_word_embeddings(model, 16, [re.compile("word_embeddings")], rows) == 0  # kept float
+    assert _quantize_word_embeddings(model, 16, [], rows) == table.nbytes - table.size - table.size // 16 * 4
+    arrays = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     (codes,) = [a for name, a in arrays.items() if name.endswith("_q8")]
     (scales,) = [a for name, a in arrays.items() if name.endswith("_scales")]
     decoded = (codes.astype(np.float32) - 128).reshape(rows, -1, 16) * scales[:, :, None]

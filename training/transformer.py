@@ -405,10 +405,13 @@ class _CalibrationBatches:
         return next(self._batches, None)
 
 
-def _quantize_blockwise(fp32: Path, target: Path, block_size: int, keep: list[str]) -> None:
+def _quantize_blockwise(
+    fp32: Path, target: Path, block_size: int, keep: list[str], patterns: list[re.Pattern[str]], vocab: int
+) -> None:
     """Every MatMul with a constant weight (but ``keep``) becomes ONNX Runtime's MatMulNBits: symmetric int8
     weights with a scale per ``block_size`` inputs of each output; accuracy level 4 quantizes the activations
-    per token and block at run time and multiplies in int8 (VNNI where the CPU has it)."""
+    per token and block at run time and multiplies in int8 (VNNI where the CPU has it). The word-embedding
+    table becomes 8-bit blocks too, unless ``patterns`` match its Gather (see _quantize_word_embeddings)."""
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
@@ -421,19 +424,20 @@ def _quantize_blockwise(fp32: Path, target: Path, block_size: int, keep: list[st
         nodes_to_exclude=keep,
     )
     quantizer.process()
+    saved = _quantize_word_embeddings(quantizer.model.model, block_size, patterns, vocab)
+    log.info("word embeddings as 8-bit blocks: %.0f MiB smaller", saved / 2**20)
     quantizer.model.save_model_to_file(str(target), use_external_data_format=False)
 
 
-def _quantize_word_embeddings(path: Path, block_size: int, keep: list[re.Pattern[str]], vocab: int) -> int:
-    """The word-embedding table of the model at ``path`` as 8-bit symmetric blocks of ``block_size`` values of a
-    row (ONNX Runtime's GatherBlockQuantized: only the looked-up rows are turned back into fp32), unless
-    its Gather matches ``keep``. It is most of the model: 87 of 110 MiB for a vocabulary-trimmed 12-layer
-    e5. ``vocab``: the tokenizer's size; GatherBlockQuantized gives zeros for an id past the table where Gather
-    fails, so a table smaller than the vocabulary is refused here. Returns the bytes it saved."""
-    import onnx
+def _quantize_word_embeddings(model: Any, block_size: int, keep: list[re.Pattern[str]], vocab: int) -> int:
+    """The word-embedding table of an ONNX ``ModelProto`` (changed in place) as 8-bit symmetric blocks of
+    ``block_size`` values of a row (ONNX Runtime's GatherBlockQuantized: only the looked-up rows are turned
+    back into fp32), unless its Gather matches ``keep``. It is most of the model: 87 of 110 MiB for a
+    vocabulary-trimmed 12-layer e5. ``vocab``: the tokenizer's size; GatherBlockQuantized gives zeros for an id
+    past the table where Gather fails, so a table smaller than the vocabulary is refused here. Returns the bytes
+    it saved."""
     from onnx import helper, numpy_helper
 
-    model = onnx.load(str(path))
     graph = model.graph
     initializers = {init.name: init for init in graph.initializer}
     for index, node in enumerate(graph.node):
@@ -471,14 +475,20 @@ def _quantize_word_embeddings(path: Path, block_size: int, keep: list[re.Pattern
         )
         if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
             model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-        onnx.save(model, str(path))
         return weight.nbytes - rows * width - scales.size * 4
     return 0
 
 
 def _quantize(
-    fp32: Path, target: Path, cfg: TransformerConfig, keep: list[str], tokenizer: Any, calibration: list[str] | None
+    fp32: Path,
+    target: Path,
+    cfg: TransformerConfig,
+    keep: list[str],
+    patterns: list[re.Pattern[str]],
+    tokenizer: Any,
+    calibration: list[str] | None,
 ) -> None:
+    """``keep``: the MatMuls left fp32; ``patterns``: the kept_float() patterns that named them."""
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -491,7 +501,7 @@ def _quantize(
         quantize_dynamic(str(fp32), str(target), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=keep)
         return
     if cfg.quantization == "blockwise":
-        _quantize_blockwise(fp32, target, cfg.quantization_block_size, keep)
+        _quantize_blockwise(fp32, target, cfg.quantization_block_size, keep, patterns, len(tokenizer))
         return
     quantize_static(
         str(fp32),
@@ -552,11 +562,8 @@ def export_onnx(
             len(keep),
             ", ".join(kept) or "none",
         )
-        _quantize(fp32, target, cfg, keep, result.tokenizer, calibration_texts)
+        _quantize(fp32, target, cfg, keep, patterns, result.tokenizer, calibration_texts)
         fp32.unlink()
-        if cfg.quantization == "blockwise":
-            saved = _quantize_word_embeddings(target, cfg.quantization_block_size, patterns, len(result.tokenizer))
-            log.info("word embeddings as 8-bit blocks: %.0f MiB smaller", saved / 2**20)
     else:
         fp32.replace(target)
     result.tokenizer.backend_tokenizer.save(str(directory / OnnxBackend.TOKENIZER))
