@@ -15,6 +15,17 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
+# Fixtures that train a model (a TF-IDF seed model registered in MLflow, a tiny transformer): a test that uses
+# one, directly or through another fixture, is `slow`; `pytest -m "not slow"` runs the rest in seconds.
+SLOW_FIXTURES = frozenset({"registry", "tiny_base", "unigram_base"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def seed_rows() -> list[dict]:
     return [json.loads(line) for line in SEED.read_text(encoding="utf-8").splitlines() if line.strip()]

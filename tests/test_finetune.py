@@ -224,6 +224,7 @@ def test_finishing_a_checkpoint_equals_training_in_one_go(fp32_checkpoint, tmp_p
     assert tuned["steps"] == fit.steps and tuned["device"] == "cpu"
     assert run.data.params["transformer.max_steps"] == "30"  # the run's config is how the checkpoint was trained
     assert run.data.metrics["val_score"] == pytest.approx(fit.history[-1]["val_score"])  # the checkpoint's history
+    assert run.data.metrics["loss_toxic"] == pytest.approx(fit.history[-1]["loss_toxic"])  # training loss per head
     card = mlflow.artifacts.download_artifacts(run_id=finished.run_id, artifact_path="model_card.md")
     assert "Fine-tuned elsewhere (`triage finetune`)" in Path(card).read_text(encoding="utf-8")
     model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{finished.version}")

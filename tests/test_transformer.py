@@ -17,6 +17,7 @@ from training.config import FEED_FORWARD, TrainConfig, TransformerConfig
 from training.transformer import (
     BalancedSampler,
     MultiTaskModel,
+    _RunningLoss,
     export_onnx,
     fit_transformer,
     label_tensors,
@@ -117,6 +118,27 @@ def test_masked_loss_counts_only_labelled_heads():
     assert empty.item() == 0.0 and torch.equal(sent_leaf.grad, torch.zeros_like(sent_leaf))
 
 
+def test_running_loss_is_each_heads_mean_over_its_labelled_rows():
+    """The logged training loss per head averages over the rows labelled for that head since the last
+    evaluation, so a batch without a head's labels neither adds to it nor dilutes it."""
+    running = _RunningLoss(torch.device("cpu"))
+    nan = float("nan")
+    # step 1: 2 sentiment rows, 1 toxic row; step 2: 1 sentiment row, 3 toxic rows, 1 question row
+    running.add(torch.tensor(1.5), torch.tensor([1.0, 0.5, 0.0, 0.0]), torch.tensor([0, 2]),
+                torch.tensor([[1.0, nan, nan], [nan, nan, nan]]))  # fmt: skip
+    running.add(torch.tensor(0.9), torch.tensor([0.4, 0.2, 0.0, 0.3]), torch.tensor([1, -100, -100]),
+                torch.tensor([[0.0, nan, nan], [1.0, nan, nan], [0.0, nan, 1.0]]))  # fmt: skip
+    taken = running.take()
+    assert taken["loss"] == pytest.approx(1.2)
+    assert taken["loss_sentiment"] == pytest.approx((2 * 1.0 + 1 * 0.4) / 3)
+    assert taken["loss_toxic"] == pytest.approx((1 * 0.5 + 3 * 0.2) / 4)
+    assert taken["loss_question"] == pytest.approx(0.3)
+    assert "loss_complaint" not in taken  # no row labelled for it: no number, not a zero
+    # take() starts a new window
+    running.add(torch.tensor(2.0), torch.tensor([2.0, 0.0, 0.0, 0.0]), torch.tensor([1]), torch.full((1, 3), nan))
+    assert running.take() == {"loss": pytest.approx(2.0), "loss_sentiment": pytest.approx(2.0)}
+
+
 def test_label_tensors_keep_missing_labels_missing():
     frame = pd.DataFrame(
         {
@@ -164,6 +186,10 @@ def test_training_learns_and_is_deterministic(tiny_base, seed_rows, tiny_fit):
     result, val = tiny_fit
     assert result.steps == 60 and len(result.history) == 3
     assert result.history[-1]["loss"] < result.history[0]["loss"] * 1.5
+    # each evaluation logs the training loss per head since the previous one (the seed labels every head)
+    first = result.history[0]
+    assert {f"loss_{h}" for h in ("sentiment", *BINARY_HEADS)} <= first.keys()
+    assert all(np.isfinite(first[f"loss_{h}"]) and first[f"loss_{h}"] > 0 for h in BINARY_HEADS)
     assert result.best_score > 0.3
     again = fit_transformer(seed_frame(seed_rows).iloc[:600], val, tiny_cfg(max_steps=20), tiny_base)
     twice = fit_transformer(seed_frame(seed_rows).iloc[:600], val, tiny_cfg(max_steps=20), tiny_base)

@@ -214,6 +214,38 @@ def torch_proba(model: MultiTaskModel, ids: list[list[int]], pad_id: int, batch_
     return {"sentiment": sent, **{h: binary[:, j] for j, h in enumerate(BINARY_HEADS)}}
 
 
+class _RunningLoss:
+    """Training loss since the last evaluation: the mean over steps, and each head's mean over the rows
+    labelled for it (a head's batch loss weighted by its labelled rows, so a step without its labels adds
+    nothing). Sums stay on the device until :meth:`take`, which runs only at an evaluation."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self._reset()
+
+    def _reset(self) -> None:
+        self.total = torch.zeros((), device=self.device)
+        self.head_sum = torch.zeros(len(HEADS), device=self.device)
+        self.head_rows = torch.zeros(len(HEADS), device=self.device)
+        self.steps = 0
+
+    def add(self, loss: torch.Tensor, per_head: torch.Tensor, sentiment: torch.Tensor, binary: torch.Tensor) -> None:
+        rows = torch.cat([(sentiment != -100).sum().reshape(1), (~torch.isnan(binary)).sum(dim=0)]).float()
+        self.total += loss.detach()
+        self.head_sum += per_head * rows
+        self.head_rows += rows
+        self.steps += 1
+
+    def take(self) -> dict[str, float]:
+        """``loss`` (mean per step) and ``loss_<head>`` for each head with labelled rows since the last take."""
+        out = {"loss": float(self.total) / max(1, self.steps)}
+        for head, total, rows in zip(HEADS, self.head_sum.tolist(), self.head_rows.tolist(), strict=True):
+            if rows > 0:
+                out[f"loss_{head}"] = total / rows
+        self._reset()
+        return out
+
+
 @dataclass
 class FitResult:
     model: MultiTaskModel
@@ -329,6 +361,7 @@ def fit_transformer(
     best_score, best_state, bad_evals = -1.0, None, 0
     history: list[dict[str, float]] = []
     step, real_tokens, batch_tokens = 0, 0, 0
+    running = _RunningLoss(device)
     for step in range(1, total + 1):
         model.train()
         rows = batches.batch()
@@ -338,7 +371,8 @@ def fit_transformer(
         inputs = [_to_device(t, device) for t in (input_ids, attention, sent_y[rows], bin_y[rows])]
         with torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
             sentiment_logits, binary_logits = model(inputs[0], inputs[1])
-        loss, _ = masked_loss(sentiment_logits.float(), binary_logits.float(), inputs[2], inputs[3])
+        loss, per_head = masked_loss(sentiment_logits.float(), binary_logits.float(), inputs[2], inputs[3])
+        running.add(loss, per_head, inputs[2], inputs[3])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
@@ -349,10 +383,11 @@ def fit_transformer(
             report = evaluate(val, torch_proba(model, val_ids, pad_id), {})
             scores = headline(report)
             score = float(np.mean(list(scores.values()))) if scores else 0.0
+            losses = running.take()
             history.append(
                 {
                     "step": step,
-                    "loss": float(loss.detach()),
+                    **losses,
                     "val_score": score,
                     "seconds": time.monotonic() - started,
                     "padding_share": 1 - real_tokens / max(1, batch_tokens),
@@ -360,10 +395,11 @@ def fit_transformer(
                 }
             )
             log.info(
-                "step %d/%d loss %.4f val %.4f (%.0fs)",
+                "step %d/%d loss %.4f (%s) val %.4f (%.0fs)",
                 step,
                 total,
-                float(loss.detach()),
+                losses["loss"],
+                " ".join(f"{h} {losses[f'loss_{h}']:.3f}" for h in HEADS if f"loss_{h}" in losses),
                 score,
                 time.monotonic() - started,
             )
@@ -406,17 +442,17 @@ class _CalibrationBatches:
 
 
 def _quantize_blockwise(
-    fp32: Path, target: Path, block_size: int, keep: list[str], patterns: list[re.Pattern[str]], vocab: int
+    fp32: Any, target: Path, block_size: int, keep: list[str], patterns: list[re.Pattern[str]], vocab: int
 ) -> None:
     """Every MatMul with a constant weight (but ``keep``) becomes ONNX Runtime's MatMulNBits: symmetric int8
     weights with a scale per ``block_size`` inputs of each output; accuracy level 4 quantizes the activations
     per token and block at run time and multiplies in int8 (VNNI where the CPU has it). The word-embedding
-    table becomes 8-bit blocks too, unless ``patterns`` match its Gather (see _quantize_word_embeddings)."""
-    import onnx
+    table becomes 8-bit blocks too, unless ``patterns`` match its Gather (see _quantize_word_embeddings).
+    ``fp32``: the exported model as a ``ModelProto`` (already parsed, for the names of the MatMuls to keep)."""
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     quantizer = MatMulNBitsQuantizer(
-        onnx.load(str(fp32)),
+        fp32,
         bits=8,
         block_size=block_size,
         is_symmetric=True,
@@ -481,6 +517,7 @@ def _quantize_word_embeddings(model: Any, block_size: int, keep: list[re.Pattern
 
 def _quantize(
     fp32: Path,
+    parsed: Any,
     target: Path,
     cfg: TransformerConfig,
     keep: list[str],
@@ -488,7 +525,8 @@ def _quantize(
     tokenizer: Any,
     calibration: list[str] | None,
 ) -> None:
-    """``keep``: the MatMuls left fp32; ``patterns``: the kept_float() patterns that named them."""
+    """``parsed``: the ``fp32`` file as a ``ModelProto``; ``keep``: the MatMuls left fp32; ``patterns``: the
+    kept_float() patterns that named them."""
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -501,7 +539,7 @@ def _quantize(
         quantize_dynamic(str(fp32), str(target), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=keep)
         return
     if cfg.quantization == "blockwise":
-        _quantize_blockwise(fp32, target, cfg.quantization_block_size, keep, patterns, len(tokenizer))
+        _quantize_blockwise(parsed, target, cfg.quantization_block_size, keep, patterns, len(tokenizer))
         return
     quantize_static(
         str(fp32),
@@ -552,17 +590,16 @@ def export_onnx(
 
         kept = cfg.kept_float()
         patterns = [re.compile(p) for p in kept]
-        graph = onnx.load(str(fp32), load_external_data=False).graph
-        keep = [
-            n.name for n in graph.node if n.op_type in ("MatMul", "Gemm") and any(p.search(n.name) for p in patterns)
-        ]
+        parsed = onnx.load(str(fp32))  # parsed once: for the names here, and blockwise quantizes it as it is
+        nodes = parsed.graph.node
+        keep = [n.name for n in nodes if n.op_type in ("MatMul", "Gemm") and any(p.search(n.name) for p in patterns)]
         log.info(
             "quantizing to %s int8; %d MatMuls kept fp32 (%s)",
             cfg.quantization,
             len(keep),
             ", ".join(kept) or "none",
         )
-        _quantize(fp32, target, cfg, keep, patterns, result.tokenizer, calibration_texts)
+        _quantize(fp32, parsed, target, cfg, keep, patterns, result.tokenizer, calibration_texts)
         fp32.unlink()
     else:
         fp32.replace(target)
