@@ -1,8 +1,10 @@
-"""Hand-checked complaint examples in pl, ru, uk and de (only English complaints are labelled in the
-shared corpora): prints each example's complaint probability from the champion and the accuracy per
-language. Written for this check, not taken from any corpus.
+"""Hand-checked examples for the heads that have no labelled corpus in a language: complaints in pl, ru, uk
+and de (only English complaints are labelled in the shared corpora), and toxicity in Ukrainian (the shared
+toxicity corpora are pl, ru, en and de; Ukrainian toxic rows are only the seed set's). Prints, per head and
+language, the champion's accuracy, the share of each class it gets right and its mean probability per
+class. Written for this check, not taken from any corpus.
 
-    .venv/bin/python bench/check_complaints.py [--model models:/comment-triage@champion]
+    .venv/bin/python bench/check_crosslingual.py [--model models:/comment-triage@champion]
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import argparse
 import os
 from pathlib import Path
 
-EXAMPLES = {
+COMPLAINTS = {
     "pl": [
         ("Zamówiłam kurtkę 3 tygodnie temu i do dziś nic nie przyszło, nikt nie odpisuje na maile.", 1),
         ("Słuchawki przestały działać po tygodniu, a serwis odrzucił reklamację.", 1),
@@ -63,6 +65,36 @@ EXAMPLES = {
 }
 
 
+# Toxic: insults, threats and vulgar swearing; not toxic: angry or rude-sounding complaints without insults or
+# swearing (the hard cases for a brand: they need an answer, not hiding), and ordinary comments.
+TOXIC = {
+    "uk": [
+        ("Ви всі там ідіоти, хто вас узагалі на роботу взяв?", 1),
+        ("Закрийте свій рот, клоуни, ніхто вашої думки не питав.", 1),
+        ("Якого хуя ви досі не відправили моє замовлення?", 1),
+        ("Ідіть нахуй зі своєю доставкою.", 1),
+        ("Адмін цієї сторінки — тупа вівця, видаляє все підряд.", 1),
+        ("Ваша реклама — лайно, як і ви самі.", 1),
+        ("Дебіли, навіть телефон нормально продати не можете.", 1),
+        ("Ця блядська компанія знову мене обдурила.", 1),
+        ("Знайду тебе, кур'єре, і ноги переламаю.", 1),
+        ("Ти жалюгідний нікчема, а не менеджер.", 1),
+        ("Це жахливий сервіс!!! Третій тиждень чекаю посилку!!!", 0),
+        ("Я дуже розчарована якістю, більше нічого у вас не замовлятиму.", 0),
+        ("ЧОМУ ніхто не відповідає на дзвінки?! Це неприпустимо!", 0),
+        ("Поверніть гроші, товар прийшов зламаний.", 0),
+        ("Дякую, все прийшло вчасно, дуже задоволена!", 0),
+        ("Чи є ця сукня в розмірі M?", 0),
+        ("Класна реклама, музика супер 🔥", 0),
+        ("Коли буде знижка на навушники?", 0),
+        ("Ціни у вас кусаються, але якість того варта.", 0),
+        ("Мій кіт у захваті від нового корму 😺", 0),
+    ],
+}
+
+CHECKS = {"complaint": COMPLAINTS, "toxic": TOXIC}
+
+
 def main() -> None:
     from models.store import alias_uri, configure_mlflow
     from service.predictor import load_predictor
@@ -73,19 +105,22 @@ def main() -> None:
     configure_mlflow(Path(os.environ.get("TRIAGE_HOME", ".triage")))
     predictor = load_predictor(args.model)
     print(f"model {predictor.version}")
-    print("| lang | accuracy | complaints found | non-complaints passed | mean P(complaint) complaints / others |")
-    print("|---|---:|---:|---:|---:|")
-    for lang, rows in EXAMPLES.items():
-        preds = predictor.predict([t for t, _ in rows], [lang] * len(rows))
-        hits = [p.complaint == bool(y) for p, (_, y) in zip(preds, rows, strict=True)]
-        pos = [p.p_complaint for p, (_, y) in zip(preds, rows, strict=True) if y]
-        neg = [p.p_complaint for p, (_, y) in zip(preds, rows, strict=True) if not y]
-        found = sum(p.complaint for p, (_, y) in zip(preds, rows, strict=True) if y)
-        passed = sum(not p.complaint for p, (_, y) in zip(preds, rows, strict=True) if not y)
-        print(
-            f"| {lang} | {sum(hits)}/{len(rows)} | {found}/{len(pos)} | {passed}/{len(neg)} | "
-            f"{sum(pos) / len(pos):.2f} / {sum(neg) / len(neg):.2f} |"
-        )
+    print("| head | lang | accuracy | positives found | negatives passed | mean P positives / negatives |")
+    print("|---|---|---:|---:|---:|---:|")
+    for head, examples in CHECKS.items():
+        for lang, rows in examples.items():
+            preds = predictor.predict([t for t, _ in rows], [lang] * len(rows))
+            said = [bool(getattr(p, head)) for p in preds]
+            proba = [float(getattr(p, f"p_{head}")) for p in preds]
+            truth = [bool(y) for _, y in rows]
+            pos = [q for q, y in zip(proba, truth, strict=True) if y]
+            neg = [q for q, y in zip(proba, truth, strict=True) if not y]
+            found = sum(s and y for s, y in zip(said, truth, strict=True))
+            passed = sum(not s and not y for s, y in zip(said, truth, strict=True))
+            print(
+                f"| {head} | {lang} | {found + passed}/{len(rows)} | {found}/{len(pos)} | {passed}/{len(neg)} | "
+                f"{sum(pos) / len(pos):.2f} / {sum(neg) / len(neg):.2f} |"
+            )
 
 
 if __name__ == "__main__":
