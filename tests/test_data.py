@@ -130,3 +130,23 @@ def test_shared_corpora_load_as_they_are():
     loaded = load_data([SHARED_TRAIN])
     assert len(loaded.frame) > 150_000 and not loaded.skipped
     assert set(loaded.frame["lang"]) == {"pl", "ru", "uk", "en", "de"}
+
+
+def test_summary_counts_labels_per_head_and_language_with_their_sources():
+    frame = pd.DataFrame(
+        {
+            "lang": ["pl", "pl", "uk", "en"],
+            "source": ["seed", "ban_pl", "seed", "seed"],
+            "sentiment": ["negative", None, "positive", None],
+            "toxic": pd.array([1, 0, None, 1], dtype="Int8"),
+            "complaint": pd.array([None, None, None, None], dtype="Int8"),
+            "question": pd.array([0, None, 1, None], dtype="Int8"),
+        }
+    )
+    cells = summarize(frame)["by_head_language"]
+    assert cells["toxic"] == {
+        "en": {"rows": 1, "sources": ["seed"], "positives": 1},
+        "pl": {"rows": 2, "sources": ["ban_pl", "seed"], "positives": 1},
+    }
+    assert cells["sentiment"] == {"pl": {"rows": 1, "sources": ["seed"]}, "uk": {"rows": 1, "sources": ["seed"]}}
+    assert cells["complaint"] == {} and cells["question"]["uk"]["positives"] == 1

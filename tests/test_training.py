@@ -27,6 +27,8 @@ def test_run_logs_metrics_per_head_and_language_and_registers(registry):
     assert "test/toxic/all/roc_auc" in metrics and "test/sentiment/all/roc_auc" not in metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"data_summary.json", "evaluation.json", "model_card.md"} <= artifacts
+    card = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/model_card.md")
+    assert "- question: only the bundled seed set labels it in pl 140 rows (41 positive), ru 140 rows" in card
     # Better than chance on held-out rows even from 560 training comments.
     assert metrics["test/question/all/macro_f1"] > 0.7
     assert metrics["test/sentiment/all/macro_f1"] > 0.45
@@ -206,3 +208,54 @@ def test_source_weights_are_validated(tmp_path):
     with pytest.raises(ConfigError, match="source_weights.poleval2019_cbd must be >= 0"):
         load_config(bad)
     assert TrainConfig.model_validate({"source_weights": {"a": 0, "b": 3}}).source_weights == {"a": 0, "b": 3}
+
+
+def test_known_weaknesses_come_from_the_models_own_data():
+    """The card names, per head, the languages labelled only by the seed set or not at all, and the held-out
+    figures too small to read; a head labelled by corpora everywhere, with enough held-out rows, gets no line."""
+    from training.train import known_weaknesses
+
+    def cell(sources, rows=200, positives=None):
+        return {"rows": rows, "sources": sources, **({} if positives is None else {"positives": positives})}
+
+    summary = {
+        "seed_sources": ["seed"],
+        "by_head_language": {
+            "sentiment": {lang: cell(["corpus", "seed"]) for lang in ("pl", "ru", "uk", "en", "de")},
+            "toxic": {
+                "pl": cell(["ban_pl", "seed"], positives=90),
+                "ru": cell(["paradetox"], positives=90),
+                "uk": cell(["seed"], 140, 16),
+                "en": cell(["davidson"], positives=90),
+                "de": cell(["germeval2018"], positives=90),
+            },
+            "complaint": {"en": cell(["complaints_en"], positives=80), "pl": cell(["seed"], 140, 58)},
+        },
+    }
+    enough = {"support": 200.0, "positives": 50.0}
+    report = {
+        "sentiment": {f"lang_{lang}": {"support": 200.0} for lang in ("pl", "ru", "uk", "en", "de")},
+        "toxic": {
+            "lang_pl": enough,
+            "lang_ru": enough,
+            "lang_en": enough,
+            "lang_de": enough,
+            "lang_uk": {"support": 14.0, "positives": 2.0},
+        },  # fmt: skip
+        "complaint": {"lang_en": enough},  # pl: under 10 held-out rows, so no slice
+    }
+    lines = known_weaknesses(summary, report)
+    assert not any(line.startswith("- sentiment") for line in lines)
+    assert not any(line.startswith("- question") and "seed set" in line for line in lines)
+    assert "- toxic: only the bundled seed set labels it in uk 140 rows (16 positive); what it learnt from the " \
+        "corpora in pl, ru, en, de carries the rest." in lines  # fmt: skip
+    assert "- toxic: held-out figures on too few rows to be read as numbers: uk 14 rows (2 positive)." in lines
+    assert "- complaint: only the bundled seed set labels it in pl 140 rows (58 positive); what it learnt from the " \
+        "corpora in en carries the rest." in lines  # fmt: skip
+    assert (
+        "- complaint: no labelled rows in ru, uk, de; what it learnt from the corpora in en carries the rest." in lines
+    )
+    assert "- complaint: held-out figures on too few rows to be read as numbers: pl under 10 rows." in lines
+    assert "- question: no labelled rows in pl, ru, uk, en, de." in lines
+    # without knowing which sources are the seed set's, nothing is called seed-only
+    assert not any("seed set labels" in line for line in known_weaknesses({**summary, "seed_sources": []}, report))

@@ -200,14 +200,24 @@ def load_data(paths: Iterable[str | Path], skip_invalid: bool = False) -> Loaded
 
 
 def summarize(frame: pd.DataFrame) -> dict[str, Any]:
-    """Rows per source and language and label counts per head: logged with every model."""
+    """Rows per source and language, label counts per head, and per head and language the labelled rows, their
+    positives (binary heads) and the sources that label them: logged with every model."""
     summary: dict[str, Any] = {
         "rows": len(frame),
         "by_language": {str(k): int(v) for k, v in frame["lang"].value_counts().sort_index().items()},
         "by_source": {str(k): int(v) for k, v in frame["source"].value_counts().sort_index().items()},
         "labels": {},
     }
+    summary["by_head_language"] = {}
     for head in HEADS:
         labelled = frame[head].dropna()
         summary["labels"][head] = {str(k): int(v) for k, v in labelled.value_counts().sort_index().items()}
+        rows = frame.loc[labelled.index]
+        by_lang: dict[str, Any] = {}
+        for lang, part in rows.groupby("lang", sort=True):
+            cell: dict[str, Any] = {"rows": len(part), "sources": sorted(part["source"].astype(str).unique())}
+            if head in BINARY_HEADS:
+                cell["positives"] = int(part[head].astype(int).sum())
+            by_lang[str(lang)] = cell
+        summary["by_head_language"][head] = by_lang
     return summary

@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 
 from models.pyfunc import CommentTriagePyfunc, TriageModel, models_package_dir, signature_and_example
-from models.schema import BINARY_HEADS, HEADS, MODEL_NAME
+from models.schema import BINARY_HEADS, HEADS, LANGUAGES, MODEL_NAME
 from models.store import artifact_location, configure_mlflow
 from training.config import TrainConfig
-from training.data import summarize
+from training.data import discover, summarize
 from training.evaluate import (
     apply_thresholds,
     comparison_table,
@@ -97,12 +97,56 @@ def model_card(meta: dict[str, Any], report: dict[str, Any], reports: dict[str, 
             ),
             *_serving_notes(meta),
             "## Known weaknesses",
-            "- Labels differ between sources (toxic is hate speech in one corpus, a moderator's removal in "
-            "another): read the per-source rows, not only the pooled ones.",
-            "- Heads with few labels (question, complaint outside English) rest on the small seed set.",
+            *known_weaknesses(summary, report),
             "",
         ]
     )
+
+
+RELIABLE_CLASS_ROWS = 10  # a binary held-out figure needs this many rows of each class
+RELIABLE_SENTIMENT_ROWS = 30
+
+
+def known_weaknesses(summary: dict[str, Any], report: dict[str, Any]) -> list[str]:
+    """The model card's weaknesses, from its own data: per head, the languages with no labels or only the seed
+    set's, and the held-out figures that rest on too few rows to be read as numbers."""
+    notes = [
+        "- Labels differ between sources (toxic is hate speech in one corpus, a moderator's removal in "
+        "another): read the per-source rows, not only the pooled ones."
+    ]
+    seed = set(summary.get("seed_sources", []))
+    for head in HEADS:
+        cells = summary.get("by_head_language", {}).get(head, {})
+        missing = [lang for lang in LANGUAGES if not cells.get(lang)]
+        seed_only = [lang for lang in LANGUAGES if cells.get(lang) and seed and set(cells[lang]["sources"]) <= seed]
+        corpora = [lang for lang in LANGUAGES if cells.get(lang) and lang not in seed_only]
+        carried = f"; what it learnt from the corpora in {', '.join(corpora)} carries the rest" if corpora else ""
+        if seed_only:
+            counts = ", ".join(
+                f"{lang} {cells[lang]['rows']} rows"
+                + (f" ({cells[lang]['positives']} positive)" if "positives" in cells[lang] else "")
+                for lang in seed_only
+            )
+            notes.append(f"- {head}: only the bundled seed set labels it in {counts}{carried}.")
+        if missing:
+            notes.append(f"- {head}: no labelled rows in {', '.join(missing)}{carried}.")
+        thin = []
+        for lang in LANGUAGES:
+            test = report.get(head, {}).get(f"lang_{lang}")
+            if test is None:
+                if cells.get(lang):
+                    thin.append(f"{lang} under 10 rows")
+                continue
+            rows = int(test["support"])
+            if "positives" in test:
+                positives = int(test["positives"])
+                if min(positives, rows - positives) < RELIABLE_CLASS_ROWS:
+                    thin.append(f"{lang} {rows} rows ({positives} positive)")
+            elif rows < RELIABLE_SENTIMENT_ROWS:
+                thin.append(f"{lang} {rows} rows")
+        if thin:
+            notes.append(f"- {head}: held-out figures on too few rows to be read as numbers: {', '.join(thin)}.")
+    return notes
 
 
 def _serving_notes(meta: dict[str, Any]) -> list[str]:
@@ -429,6 +473,8 @@ def train(
         summary["splits"] = {str(k): int(v) for k, v in frame["split"].value_counts().items()}
         summary["skipped_invalid"] = len(loaded.skipped)
         summary["lang_detected"] = loaded.detected_lang
+        if settings.seed_data.exists():  # which sources are the bundled seed set (see known_weaknesses)
+            summary["seed_sources"] = sorted({path.stem for path in discover([settings.seed_data])})
         fingerprint = ids_fingerprint(test_df["id"])
         meta = {
             "family": cfg.family if fitted.chosen != "ensemble" else "ensemble",
