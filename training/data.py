@@ -212,7 +212,7 @@ def summarize(frame: pd.DataFrame) -> dict[str, Any]:
     for head in HEADS:
         labelled = frame[head].dropna()
         summary["labels"][head] = {str(k): int(v) for k, v in labelled.value_counts().sort_index().items()}
-        rows = frame.loc[labelled.index]
+        rows = frame[frame[head].notna()]
         by_lang: dict[str, Any] = {}
         for lang, part in rows.groupby("lang", sort=True):
             cell: dict[str, Any] = {"rows": len(part), "sources": sorted(part["source"].astype(str).unique())}

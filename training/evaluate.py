@@ -89,11 +89,14 @@ def apply_thresholds(p: np.ndarray, langs: np.ndarray, thresholds: dict[str, flo
     return p >= cut
 
 
+MIN_SLICE_ROWS = 10  # a language or source slice with fewer labelled rows gets no metrics
+
+
 def evaluate(
     frame: pd.DataFrame,
     proba: Probabilities,
     thresholds: dict[str, dict[str, float]],
-    min_rows: int = 10,
+    min_rows: int = MIN_SLICE_ROWS,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """``{head: {slice: metrics}}`` where a slice is ``all``, ``lang_xx`` or ``source_name``."""
     report: dict[str, dict[str, dict[str, float]]] = {}

@@ -21,6 +21,7 @@ from models.store import artifact_location, configure_mlflow
 from training.config import TrainConfig
 from training.data import discover, summarize
 from training.evaluate import (
+    MIN_SLICE_ROWS,
     apply_thresholds,
     comparison_table,
     evaluate,
@@ -135,7 +136,7 @@ def known_weaknesses(summary: dict[str, Any], report: dict[str, Any]) -> list[st
             test = report.get(head, {}).get(f"lang_{lang}")
             if test is None:
                 if cells.get(lang):
-                    thin.append(f"{lang} under 10 rows")
+                    thin.append(f"{lang} under {MIN_SLICE_ROWS} rows")
                 continue
             rows = int(test["support"])
             if "positives" in test:
