@@ -21,7 +21,6 @@ from training.transformer import (
     export_onnx,
     fit_transformer,
     label_tensors,
-    lr_factor,
     masked_loss,
     torch_proba,
 )
@@ -138,21 +137,6 @@ def test_running_loss_is_each_heads_mean_over_its_labelled_rows():
     # take() starts a new window
     running.add(torch.tensor(2.0), torch.tensor([2.0, 0.0, 0.0, 0.0]), torch.tensor([1]), torch.full((1, 3), nan))
     assert running.take() == {"loss": pytest.approx(2.0), "loss_sentiment": pytest.approx(2.0)}
-
-
-def test_learning_rate_anneals_by_the_steps_or_the_time_budget_whichever_ends_first():
-    total, warmup = 1000, 50
-    plain = [lr_factor(s, total, warmup) for s in range(total + 1)]
-    assert plain[0] == pytest.approx(1 / 50) and plain[49] == pytest.approx(1.0) and plain[50] == pytest.approx(1.0)
-    assert plain[525] == pytest.approx(0.5) and plain[total] == 0.0
-    assert all(a >= b for a, b in zip(plain[50:], plain[51:], strict=False))  # decays monotonically
-    # A budget the steps finish well within changes nothing (the steps' share is ahead of the time's).
-    assert [lr_factor(s, total, warmup, elapsed=s * 0.5, budget=1000.0) for s in range(total + 1)] == plain
-    # A slow machine: at step 200 half the time is gone, so the rate is already at the middle of its decay,
-    # and it reaches 0 when the time does, however few steps were taken.
-    assert lr_factor(200, total, warmup, elapsed=500.0, budget=1000.0) == pytest.approx(lr_factor(500, total, warmup))
-    assert lr_factor(400, total, warmup, elapsed=1000.0, budget=1000.0) == 0.0
-    assert lr_factor(10, total, warmup, elapsed=1.0, budget=1000.0) == pytest.approx(11 / 50)  # warm-up by steps
 
 
 def test_label_tensors_keep_missing_labels_missing():

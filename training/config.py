@@ -61,12 +61,7 @@ class TransformerConfig(_Strict):
     max_steps: int | None = Field(None, ge=1, description="caps the steps of all epochs")
     eval_every: int = Field(200, ge=1)
     patience: int = Field(3, ge=1, description="evaluations without improvement before stopping")
-    time_budget_minutes: float | None = Field(
-        None,
-        gt=0,
-        description="stop training after this long; the learning rate decays to 0 by then where the steps "
-        "would not end first (on a machine slower than the config was sized on)",
-    )
+    time_budget_minutes: float | None = Field(None, gt=0, description="stop training after this long")
     dropout: float = Field(0.1, ge=0, lt=1)
     precision: Literal["fp32", "bf16", "auto"] = Field(
         "fp32",

@@ -214,18 +214,6 @@ def torch_proba(model: MultiTaskModel, ids: list[list[int]], pad_id: int, batch_
     return {"sentiment": sent, **{h: binary[:, j] for j, h in enumerate(BINARY_HEADS)}}
 
 
-def lr_factor(step: int, total: int, warmup: int, elapsed: float = 0.0, budget: float | None = None) -> float:
-    """The learning rate's share of its peak: a linear warm-up over ``warmup`` steps, then a linear decay to 0 at
-    the end of training, which is ``total`` steps or, with a time ``budget`` (seconds), the budget if it runs out
-    first: the decay follows whichever share is larger, of the steps or of the time. Without a budget, or when
-    the steps run out first, it is the plain step schedule; when the time binds (a slower machine than the
-    config was sized on) the model is still annealed when the time guard stops it, not left at a high rate."""
-    factor = (step + 1) / max(1, warmup) if step < warmup else (total - step) / max(1, total - warmup)
-    if budget:  # the same line, with the share of the time spent in place of the share of the steps
-        factor = min(factor, (1.0 - elapsed / budget) * total / max(1, total - warmup))
-    return max(0.0, factor)
-
-
 class _RunningLoss:
     """Training loss since the last evaluation: the mean over steps, and each head's mean over the rows
     labelled for it (a head's batch loss weighted by its labelled rows, so a step without its labels adds
@@ -366,11 +354,10 @@ def fit_transformer(
     steps_per_epoch = max(1, math.ceil(len(train) / cfg.batch_size))
     total = cfg.max_steps or steps_per_epoch * cfg.epochs
     warmup = int(total * cfg.warmup_ratio)
-    budget = cfg.time_budget_minutes * 60 if cfg.time_budget_minutes else None
-    started = time.monotonic()
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, total, warmup, time.monotonic() - started, budget)
+        optimizer, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
     )
+    started = time.monotonic()
     best_score, best_state, bad_evals = -1.0, None, 0
     history: list[dict[str, float]] = []
     step, real_tokens, batch_tokens = 0, 0, 0
