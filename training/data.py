@@ -210,9 +210,9 @@ def summarize(frame: pd.DataFrame) -> dict[str, Any]:
     }
     summary["by_head_language"] = {}
     for head in HEADS:
-        labelled = frame[head].dropna()
-        summary["labels"][head] = {str(k): int(v) for k, v in labelled.value_counts().sort_index().items()}
         rows = frame[frame[head].notna()]
+        labelled = rows[head]
+        summary["labels"][head] = {str(k): int(v) for k, v in labelled.value_counts().sort_index().items()}
         by_lang: dict[str, Any] = {}
         for lang, part in rows.groupby("lang", sort=True):
             cell: dict[str, Any] = {"rows": len(part), "sources": sorted(part["source"].astype(str).unique())}

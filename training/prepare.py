@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -45,14 +45,14 @@ def ids_fingerprint(ids: pd.Series) -> str:
     return hashlib.sha256("\n".join(sorted(ids.astype(str))).encode()).hexdigest()[:16]
 
 
-def _missing_seed_files(paths: list[Path], seed_data: Path) -> list[Path]:
+def _missing_seed_files(paths: list[Path], seed_files: list[Path]) -> list[Path]:
     """The seed set's files that ``paths`` do not already read (a path may name the seed file, its folder or a
     folder around it: folders are read recursively)."""
     try:
         given = {p.resolve() for p in discover(paths)}
     except DataValidationError:
         given = set()  # load_data reports the bad path
-    return [f for f in discover([seed_data]) if f.resolve() not in given]
+    return [f for f in seed_files if f.resolve() not in given]
 
 
 @dataclass
@@ -62,6 +62,7 @@ class Prepared:
     paths: list[Path]
     loaded: LoadedData
     frame: pd.DataFrame
+    seed_sources: list[str] = field(default_factory=list)  # the sources of the bundled seed set's files
 
     def part(self, name: str) -> pd.DataFrame:
         return self.frame[self.frame["split"] == name]
@@ -84,7 +85,8 @@ def load_prepared(
 ) -> Prepared:
     """Read ``data`` (plus the seed set when the config includes it) and split it as the config says."""
     paths = [Path(p) for p in data]
-    if cfg.include_seed and seed_data is not None and seed_data.exists():
-        paths += _missing_seed_files(paths, seed_data)
+    seed_files = discover([seed_data]) if seed_data is not None and seed_data.exists() else []
+    if cfg.include_seed:
+        paths += _missing_seed_files(paths, seed_files)
     loaded = load_data(paths, skip_invalid=skip_invalid)
-    return Prepared(paths, loaded, prepare(loaded, cfg))
+    return Prepared(paths, loaded, prepare(loaded, cfg), sorted({f.stem for f in seed_files}))

@@ -19,7 +19,7 @@ from models.pyfunc import CommentTriagePyfunc, TriageModel, models_package_dir, 
 from models.schema import BINARY_HEADS, HEADS, LANGUAGES, MODEL_NAME
 from models.store import artifact_location, configure_mlflow
 from training.config import TrainConfig
-from training.data import discover, summarize
+from training.data import summarize
 from training.evaluate import (
     MIN_SLICE_ROWS,
     apply_thresholds,
@@ -474,8 +474,8 @@ def train(
         summary["splits"] = {str(k): int(v) for k, v in frame["split"].value_counts().items()}
         summary["skipped_invalid"] = len(loaded.skipped)
         summary["lang_detected"] = loaded.detected_lang
-        if settings.seed_data.exists():  # which sources are the bundled seed set (see known_weaknesses)
-            summary["seed_sources"] = sorted({path.stem for path in discover([settings.seed_data])})
+        if prepared.seed_sources:  # which sources are the bundled seed set (see known_weaknesses)
+            summary["seed_sources"] = prepared.seed_sources
         fingerprint = ids_fingerprint(test_df["id"])
         meta = {
             "family": cfg.family if fitted.chosen != "ensemble" else "ensemble",

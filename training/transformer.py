@@ -78,6 +78,11 @@ def label_tensors(frame: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
     return sentiment, binary
 
 
+def label_masks(sentiment: torch.Tensor, binary: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which rows are labelled: for sentiment (class id, -100 = not labelled) and per binary head (NaN = not)."""
+    return sentiment != -100, ~torch.isnan(binary)
+
+
 def masked_loss(
     sentiment_logits: torch.Tensor,
     binary_logits: torch.Tensor,
@@ -92,11 +97,10 @@ def masked_loss(
     for the kernels before it (a boolean index or an ``if mask.any()`` would).
     """
     weights = weights or {}
-    labelled_sentiment = sentiment != -100
+    labelled_sentiment, labelled = label_masks(sentiment, binary)
     classes = torch.where(labelled_sentiment, sentiment, torch.zeros_like(sentiment))  # any class: masked below
     per_row = nn.functional.cross_entropy(sentiment_logits, classes, reduction="none")
     sentiment_loss = (per_row * labelled_sentiment).sum() / labelled_sentiment.sum().clamp(min=1)
-    labelled = ~torch.isnan(binary)
     per_cell = nn.functional.binary_cross_entropy_with_logits(
         binary_logits, torch.nan_to_num(binary, nan=0.0), reduction="none"
     )
@@ -230,7 +234,8 @@ class _RunningLoss:
         self.steps = 0
 
     def add(self, loss: torch.Tensor, per_head: torch.Tensor, sentiment: torch.Tensor, binary: torch.Tensor) -> None:
-        rows = torch.cat([(sentiment != -100).sum().reshape(1), (~torch.isnan(binary)).sum(dim=0)]).float()
+        labelled_sentiment, labelled = label_masks(sentiment, binary)
+        rows = torch.cat([labelled_sentiment.sum().reshape(1), labelled.sum(dim=0)]).float()
         self.total += loss.detach()
         self.head_sum += per_head * rows
         self.head_rows += rows
