@@ -364,7 +364,7 @@ def test_the_seed_set_named_with_data_is_read_once(tmp_path):
     cfg = TrainConfig()
     once = load_prepared([SEED], cfg, seed_data=SEED.parent)  # the file, and the default folder around it
     assert once.frame["id"].is_unique and len(once.frame) == len(load_prepared([SEED.parent], cfg, None).frame)
-    assert once.paths == [SEED]
+    assert once.paths == [SEED, *sorted(set(SEED.parent.glob("*.jsonl")) - {SEED})]  # the rest of the folder once
     assert load_prepared([SEED.parent.parent], cfg, seed_data=SEED.parent).paths == [SEED.parent.parent]
 
 
