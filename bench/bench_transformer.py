@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -128,12 +129,15 @@ def main() -> None:
         trimmed = trim_model(path, seed_texts(), tmp_root / "trimmed-on-seed", prefix="query: ").path
     cfg = TransformerConfig(base_model=path, max_length=64)
 
-    def build(folder: str | Path) -> tuple[MultiTaskModel, object]:
+    def build(folder: str | Path) -> tuple[MultiTaskModel, Any]:
         tokenizer = AutoTokenizer.from_pretrained(folder)
         torch.manual_seed(0)
         encoder = AutoModel.from_pretrained(folder, add_pooling_layer=False)
         truncate_layers(encoder, args.layers)
         return MultiTaskModel(encoder, encoder.config.hidden_size).eval(), tokenizer
+
+    def config(m: MultiTaskModel) -> Any:
+        return m.encoder.config  # a transformers config (torch types a module's attributes as Tensor | Module)
 
     model, tokenizer = build(path)
     texts = typical_comments(args.comments, tokenizer, args.tokens)
@@ -175,7 +179,7 @@ def main() -> None:
     small, small_tok = build(trimmed)
     small.sentiment.load_state_dict(model.sentiment.state_dict())  # same heads: only the vocabulary differs
     small.binary.load_state_dict(model.binary.state_dict())
-    vocab = (model.encoder.config.vocab_size, small.encoder.config.vocab_size)
+    vocab = (config(model).vocab_size, config(small).vocab_size)
     int8_trim = export_onnx(FitResult(small, small_tok, 0, 0.0, 0.0), cfg, tmp_root / "int8-trimmed")
     results["onnxruntime int8, trimmed vocabulary"] = rate(int8_trim.predict_proba, texts, args.batch)
     trimmed_p = int8_trim.predict_proba(texts[:256])
@@ -205,7 +209,7 @@ def main() -> None:
     base = results["pytorch fp32"]
     print(
         f"comments: {len(texts)}, tokens per comment: median {int(np.median(lengths))}, "
-        f"mean {np.mean(lengths):.1f}; batch {args.batch}; layers {model.encoder.config.num_hidden_layers}; "
+        f"mean {np.mean(lengths):.1f}; batch {args.batch}; layers {config(model).num_hidden_layers}; "
         f"torch threads {torch.get_num_threads()}"
     )
     print(

@@ -19,6 +19,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -87,7 +88,7 @@ def pack(src: Path, out: Path) -> None:
         arrays[f"shape:{name}"] = np.asarray(value.shape, dtype=np.int64)
         kinds[name] = "q4"
     out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / TENSORS, **arrays)
+    np.savez(out / TENSORS, **cast(dict[str, Any], arrays))  # numpy's stub types **kwargs as allow_pickle too
     for item in src.iterdir():
         if item.is_file() and item.name != "model.safetensors":
             shutil.copy2(item, out / item.name)

@@ -598,15 +598,16 @@ def export_onnx(
         parsed = onnx.load(str(fp32))  # parsed once: for the names here, and blockwise quantizes it as it is
         nodes = parsed.graph.node
         keep = [n.name for n in nodes if n.op_type in ("MatMul", "Gemm") and any(p.search(n.name) for p in patterns)]
-        if cfg.quantization != "blockwise":
-            parsed = None  # dynamic and static quantizers read the file themselves: not two copies in memory
+        # dynamic and static quantizers read the file themselves: not two copies in memory
+        blockwise = parsed if cfg.quantization == "blockwise" else None
+        del parsed, nodes
         log.info(
             "quantizing to %s int8; %d MatMuls kept fp32 (%s)",
             cfg.quantization,
             len(keep),
             ", ".join(kept) or "none",
         )
-        _quantize(fp32, parsed, target, cfg, keep, patterns, result.tokenizer, calibration_texts)
+        _quantize(fp32, blockwise, target, cfg, keep, patterns, result.tokenizer, calibration_texts)
         fp32.unlink()
     else:
         fp32.replace(target)
