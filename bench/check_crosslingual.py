@@ -1,8 +1,9 @@
 """Hand-checked examples for the heads that have no labelled corpus in a language: complaints in pl, ru, uk
 and de (only English complaints are labelled in the shared corpora), and toxicity in Ukrainian (the shared
 toxicity corpora are pl, ru, en and de; Ukrainian toxic rows are only the seed set's). Prints, per head and
-language, the champion's accuracy, the share of each class it gets right and its mean probability per
-class. Written for this check, not taken from any corpus.
+language, the champion's accuracy, the share of each class it gets right, its mean probability per class
+and the ROC-AUC of that probability (how well it ranks, whatever the threshold). Written for this check, not
+taken from any corpus.
 
     .venv/bin/python bench/check_crosslingual.py [--model models:/comment-triage@champion]
 """
@@ -68,6 +69,8 @@ COMPLAINTS = {
 # Toxic: insults, threats and vulgar swearing; not toxic: angry or rude-sounding complaints without insults or
 # swearing (the hard cases for a brand: they need an answer, not hiding), and ordinary comments.
 TOXIC = {
+    # Written before the seed set's Ukrainian toxicity rows; the brief for those rows named some of the same cases
+    # (сукня next to сука, insults without swearing), so these 20 are not independent of them: see the 40 below
     "uk": [
         ("Ви всі там ідіоти, хто вас узагалі на роботу взяв?", 1),
         ("Закрийте свій рот, клоуни, ніхто вашої думки не питав.", 1),
@@ -149,6 +152,8 @@ CHECKS = {"complaint": COMPLAINTS, "toxic": TOXIC}
 
 
 def main() -> None:
+    from sklearn.metrics import roc_auc_score
+
     from models.store import alias_uri, configure_mlflow
     from service.predictor import load_predictor
 
@@ -158,8 +163,8 @@ def main() -> None:
     configure_mlflow(Path(os.environ.get("TRIAGE_HOME", ".triage")))
     predictor = load_predictor(args.model)
     print(f"model {predictor.version}")
-    print("| head | lang | accuracy | positives found | negatives passed | mean P positives / negatives |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| head | lang | accuracy | positives found | negatives passed | mean P positives / negatives | ROC-AUC |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for head, examples in CHECKS.items():
         for group, rows in examples.items():
             lang = group.split(",")[0]
@@ -173,7 +178,7 @@ def main() -> None:
             passed = sum(not s and not y for s, y in zip(said, truth, strict=True))
             print(
                 f"| {head} | {group} | {found + passed}/{len(rows)} | {found}/{len(pos)} | {passed}/{len(neg)} | "
-                f"{sum(pos) / len(pos):.2f} / {sum(neg) / len(neg):.2f} |"
+                f"{sum(pos) / len(pos):.2f} / {sum(neg) / len(neg):.2f} | {roc_auc_score(truth, proba):.3f} |"
             )
 
 
