@@ -125,6 +125,26 @@ def test_seed_set_meets_its_card(seed_rows):
     assert summary["labels"]["question"]["1"] > 100
 
 
+def test_ukrainian_toxicity_rows_meet_their_card(seed_rows):
+    """seed_uk_toxicity.jsonl as data/README.md describes it: valid, Ukrainian, toxic and hard-negative rows, ids
+    and texts unique across the seed folder, questions as exact substrings in the order asked."""
+    path = SEED.parent / "seed_uk_toxicity.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    frame = load_data([SEED.parent]).frame  # the whole folder loads: no duplicate id across its files
+    assert len(frame) == len(seed_rows) + len(rows) == 940
+    assert {r["lang"] for r in rows} == {"uk"} and len(rows) == 240
+    assert sum(r["toxic"] for r in rows) == 106 and sum(r["complaint"] for r in rows) == 139
+    assert sorted({r["sentiment"] for r in rows}) == ["negative", "neutral", "positive"]
+    assert not {r["text"] for r in rows} & {r["text"] for r in seed_rows} and len({r["text"] for r in rows}) == 240
+    look_alikes = [r for r in rows if "сукн" in r["text"].lower() or "сукен" in r["text"].lower()]
+    assert {r["toxic"] for r in look_alikes} == {0, 1}  # the dress both ways: mostly clean, sometimes beside an insult
+    for r in rows:
+        assert r["question"] == int(bool(r["questions"])), r["id"]
+        at = 0
+        for q in r["questions"]:
+            at = r["text"].index(q, at) + len(q)  # raises if a question is not in the text after the previous one
+
+
 @pytest.mark.skipif(not SHARED_TRAIN.exists(), reason="shared corpora not beside the checkout")
 def test_shared_corpora_load_as_they_are():
     loaded = load_data([SHARED_TRAIN])
