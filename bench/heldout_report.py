@@ -85,7 +85,8 @@ def main() -> None:
     val_p = {n: m.predict_proba(val["norm_text"].tolist()) for n, m in backend.members.items()}
     test_p = {n: m.predict_proba(test["norm_text"].tolist()) for n, m in backend.members.items()}
     print(f"scored {len(val)} validation and {len(test)} test rows in {time.monotonic() - started:.0f}s")
-    targets = [t for t in TARGETS if (test["source"] == t[1]).any()]  # a corpus left out of --data: no row
+    sources = set(test["source"].astype(str))
+    targets = [t for t in TARGETS if t[1] in sources]  # a corpus left out of --data has no row
 
     served = model.thresholds
     test_served = backend.combine(test_p, test["lang"].astype(str).tolist())
