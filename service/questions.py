@@ -3,7 +3,9 @@
 A sentence is cut into clauses where a comma, dash, colon or "and" is followed by another interrogative
 ("when will it ship and can I pay by card?"). A clause is a question when it is the last clause of a
 sentence that ends with "?" (but not "?!", which is rhetorical) or when it opens with an interrogative
-or a verb-first question form ("czy", "когда", "чи", "wann", "ob", "do you", "liefert ihr").
+or a verb-first question form ("czy", "когда", "чи", "wann", "ob", "do you", "liefert ihr"). A clause that
+holds a rhetorical idiom of its language ("are you kidding me", "co wy tam", "сколько можно", "ви там що,
+поснули", "geht's noch", a trailing "or what?") is no question.
 """
 
 from __future__ import annotations
@@ -53,6 +55,72 @@ _GREETING = re.compile(
     r"вітаю|привіт|добрий день|hallo|guten tag|moin)\b[,!.]?\s*",
     re.IGNORECASE,
 )
+# Rhetorical questions in rants and jabs ("Are you kidding me?", "Co wy tam robicie?", "Сколько можно?",
+# "Ви там всі поснули?", "Geht's noch?"): data/README.md labels them question = 0. A clause is dropped when
+# it holds one of these idioms (searched anywhere in it), ends in an "or what?" tag, or is nothing but
+# "seriously?" / "really?". The idioms are the common ones of each language, not a lexicon of insults:
+# "Where the fuck is my parcel" and "де мій рефанд, суки?" stay genuine questions.
+_RHETORICAL_IDIOMS = "|".join(
+    [
+        # en
+        r"(?:are|r) (?:you|u) (?:\w+ )?(?:kidding|joking|serious|for real|insane|crazy|mad|nuts|stupid|idiots?|morons?|"
+        r"blind|deaf|asleep|drunk|high|out of your minds?)|kidding me|is (?:this|that) a joke|you call (?:this|that)|"
+        r"how hard (?:is it|can it be|could it be)|is it (?:really )?(?:that|so) hard|"
+        r"how many (?:more )?times (?:do|must|will|should|have) (?:i|we) (?:have to |need to )?(?:call|ask|write|tell|repeat|"
+        r"explain|complain|email|message|chase)|"
+        r"what(?:'s| is| the (?:hell|fuck) is) wrong with (?:you|u|them|this company)|what am i (?:even )?paying (?:you )?for|"
+        r"who (?:the (?:hell|fuck) )?(?:\w+ )?(?:packs|designs|does|makes|writes|builds|ships|thought) (?:\w+ ){0,4}like (?:this|that)|"
+        r"who thought (?:this|that|it) (?:was|is|would be) a good idea|who are you to|"
+        r"do (?:you|u) (?:people |guys )?even (?:read|care|listen|test|check|think)|"
+        r"(?:aren't|are) you (?:even )?ashamed|have you no shame",
+        # pl
+        r"jaja sobie robicie|żartujecie|zartujecie|(?:czy )?to (?:jest )?(?:jakiś|jakis) żart|"
+        r"(?:a )?(?:wy|ty) (?:tam )?co(?:,|\s*\?|\s+tam)|co (?:wy|ty) tam|(?:wy|ty) (?:tak )?(?:serio|poważnie|powaznie)|"
+        r"ile (?:można|mozna)|ile razy (?:mam|muszę|musze|trzeba|jeszcze) (?:\w+ )?(?:dzwonić|dzwonic|pisać|pisac|prosić|prosic|"
+        r"powtarzać|powtarzac|tłumaczyć|tlumaczyc|zgłaszać|zglaszac|czekać|czekac)|"
+        r"(?:czy )?(?:to )?(?:aż )?(?:takie|tak) trudne|co (?:jest )?z (?:wami|tobą|toba) (?:jest )?nie tak|"
+        r"za co (?:ja )?(?:wam )?(?:płacę|place|płacimy|placimy)|kto (?:wam )?tak |kto (?:to )?wymyślił|kto to wymyslil|"
+        r"nie wstyd (?:wam|ci)|(?:czy )?(?:wy )?(?:tam )?(?:wszyscy )?(?:śpicie|spicie|zasnęliście|oszaleliście|"
+        r"zwariowaliście|zwariowaliscie|oszaleliscie)|(?:powaliło|pojebało|popierdoliło) (?:was|cię|cie)|"
+        r"kim (?:ty )?jesteś,? żeby|kim jestes,? zeby|(?:wy|ty) (?:tam )?(?:wszyscy )?(?:jesteście |jestescie |jesteś |jestes )?"
+        r"(?:głupi|glupi|idioci|debile|ślepi|slepi|nienormalni|idiotami|debilami)",
+        # ru
+        r"(?:вы|ты) (?:там )?(?:что|чё|че|шо)(?:,|\s*\?|\s+там)|(?:что|чё|че) (?:вы|ты) там|(?:вы|ты) (?:это )?серь[её]зно|"
+        r"издеваетесь|издеваешься|прикалываетесь|сколько (?:можно|раз можно)|"
+        r"(?:неужели|разве|так|настолько) (?:так )?(?:сложно|трудно)|что с (?:вами|тобой) (?:не так|такое)|"
+        r"за что (?:я )?(?:вам )?(?:плачу|платим)|кто (?:\w+ )?так (?:\w+ )?(?:пакует|упаковывает|делает|пишет)|кто (?:это )?придумал|"
+        r"кто (?:\w+ )?(?:такой|такая|такие),? чтобы|(?:вы|ты) (?:там )?(?:все |вообще |совсем )?(?:тупые|тупой|тупая|"
+        r"идиоты|идиот|дебилы|дебил|дураки|дурак|слепые|ненормальн\w+)|не стыдно|(?:вы|ты) (?:вообще|совсем) (?:читаете|думаете|соображаете|"
+        r"нормальн\w+|больн\w+)|(?:охренели|офигели|обалдели|охуели|ахуели|сдурели|спятили|с ума сошли|"
+        r"уснули|заснули|оборзели|совсем уже)",
+        # uk
+        r"(?:ви|ти) (?:там )?(?:що|шо)(?:,|\s*\?|\s+там)|(?:що|шо) (?:ви|ти) там|(?:ви|ти) (?:це )?серйозно|"
+        r"знущаєтесь|знущаєтеся|знущаєшся|прикалуєтесь|скільки (?:можна|разів можна)|"
+        r"(?:невже|хіба|так|настільки) (?:так )?(?:складно|важко)|що з (?:вами|тобою) (?:не так|таке)|"
+        r"за що (?:я )?(?:вам )?(?:плачу|платимо)|хто (?:\w+ )?так (?:\w+ )?(?:пакує|робить|пише)|хто (?:це )?придумав|"
+        r"хто (?:\w+ )?(?:такий|така|такі),? щоб|(?:ви|ти) (?:там )?(?:всі |взагалі |зовсім )?(?:тупі|тупий|тупа|"
+        r"ідіоти|ідіот|дебіли|дебіл|дурні|дурень|сліпі|ненормальн\w+)|не соромно|(?:ви|ти) (?:взагалі|зовсім) (?:читаєте|думаєте|"
+        r"нормальн\w+|хвор\w+)|(?:охуїли|охуїлі|офігіли|здуріли|подуріли|з глузду з'їхали|поснули|заснули|"
+        r"обурілі|озвіріли)",
+        # de
+        r"(?:wollt|willst) (?:ihr|du) mich (?:\w+ )?(?:verarschen|veräppeln|verar?schen|auf den arm nehmen)|"
+        r"(?:soll|ist) das (?:\w+ )?ein witz|geht'?s noch|gehts noch|habt ihr (?:sie )?noch alle|"
+        r"wie oft (?:denn )?noch|wie oft (?:soll|muss) ich (?:euch |noch |das )*(?:anrufen|schreiben|fragen|sagen|"
+        r"erklären|nachfragen|wiederholen)|(?:ist )?(?:das|es) (?:denn )?(?:wirklich )?so schwer|wie schwer kann|"
+        r"was (?:ist|stimmt) (?:denn )?(?:los )?(?:mit euch|bei euch)(?: nicht)?|wofür (?:be)?zahle ich|"
+        r"wer (?:\w+ )?(?:packt|macht|plant|baut) (?:denn )?(?:so|sowas|so was)\b|wer hat sich das ausgedacht|"
+        r"schämt ihr euch nicht|schämen sie sich nicht|wer bist du(?: denn)?,? dass|"
+        r"seid ihr (?:alle )?(?:noch )?(?:ganz )?(?:bei trost|wahnsinnig|verrückt|bescheuert|blöd|dumm|irre|blind|taub|"
+        r"noch zu retten|eingeschlafen)|schlaft ihr",
+    ]
+)
+_RHETORICAL = re.compile(
+    rf"(?<![\w-])(?:{_RHETORICAL_IDIOMS})(?![\w-])"
+    r"|(?<![\w-])(?:or what|or something|czy co|czy jak|или (?:что|как|чё)|чи (?:що|як|шо)|oder was|oder wie)\W*$"
+    r"|^(?:seriously|srsly|really|for real|wtf|serio|poważnie|powaznie|naprawdę|naprawde|серь[её]зно|реально|правда|"
+    r"серйозно|справді|ernsthaft|im ernst|echt jetzt|wirklich)\W*$",
+    re.IGNORECASE,
+)
 _SENTENCE = re.compile(r"[^.!?…\n]+(?:[.!?…]+|\n|$)")
 # Cut points: "and"/"i"/"und"/"и"/"і" before any interrogative; comma, dash or colon before a strong one.
 _AND = r"(?:and|und|i|oraz|a|и|а|і|й|та)"
@@ -91,6 +159,8 @@ def extract_questions(text: str) -> list[str]:
         first_is_question = False
         for i, clause in enumerate(clauses):
             body = _body(clause)
+            if _RHETORICAL.search(body):
+                continue
             last = i == len(clauses) - 1
             if i == 0:
                 first_is_question = bool(_STRONG_RE.match(body)) or (asked and last)

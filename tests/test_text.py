@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from models.lang import LanguageDetector
 from models.text import normalize
 from service.questions import extract_questions
+from tests.conftest import SEED
 
 
 @pytest.mark.parametrize(
@@ -27,6 +31,19 @@ from service.questions import extract_questions
         ("How great is this!", []),
         ("Jak można tak traktować klientów?! Skandal.", []),  # "?!" is rhetorical
         ("What a joke. Where is my parcel", ["Where is my parcel"]),
+        # rhetorical idioms are dropped, the genuine question beside them stays
+        ("Serio? Dwa tygodnie czekam. Kiedy oddacie pieniądze?", ["Kiedy oddacie pieniądze?"]),
+        ("Вы там что, все уснули? Где мой заказ?", ["Где мой заказ?"]),
+        ("Ви що там, знущаєтесь? Коли повернете гроші?", ["Коли повернете гроші?"]),
+        ("Are you kidding me? Where the hell is my refund?", ["Where the hell is my refund?"]),
+        ("Geht's noch? Wo ist meine Bestellung?", ["Wo ist meine Bestellung?"]),
+        ("ВИ ТАМ ВСІ СЛІПІ ЧИ ЩО???", []),
+        ("Ile razy mam dzwonić w tej sprawie?", []),
+        # the same words in genuine questions
+        ("How many times can I change my plan per month?", ["How many times can I change my plan per month?"]),
+        ("Wie oft muss ich den Filter wechseln?", ["Wie oft muss ich den Filter wechseln?"]),
+        ("Чи складно встановити застосунок?", ["Чи складно встановити застосунок?"]),
+        ("Вы что посоветуете для сухой кожи?", ["Вы что посоветуете для сухой кожи?"]),
     ],
 )
 def test_questions_in_order(text, expected):
@@ -34,19 +51,52 @@ def test_questions_in_order(text, expected):
     assert all(q in text for q in expected)
 
 
-def test_questions_on_the_seed_set(seed_rows):
-    """Each labelled question found (as a span overlapping the labelled one) and few extra ones."""
+def span_counts(rows: list[dict]) -> tuple[int, int, int]:
+    """(found, missed, extra): labelled questions matched by an overlapping span, missed, and spans matching none."""
     found = missed = extra = 0
-    for row in seed_rows:
+    for row in rows:
         got = [q.rstrip("?").strip().lower() for q in extract_questions(row["text"])]
         want = [q.rstrip("?").strip().lower() for q in row["questions"]]
         matched = [w for w in want if any(w in g or g in w for g in got)]
         found += len(matched)
         missed += len(want) - len(matched)
         extra += sum(1 for g in got if not any(w in g or g in w for w in want))
+    return found, missed, extra
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_questions_on_the_seed_set():
+    """Each labelled question of every seed file found (as an overlapping span) and few extra ones."""
+    rows = [row for path in sorted(SEED.parent.glob("*.jsonl")) for row in read_jsonl(path)]
+    assert len(rows) >= 940
+    found, missed, extra = span_counts(rows)
     recall = found / (found + missed)
     precision = found / (found + extra)
-    assert recall >= 0.9 and precision >= 0.85, (recall, precision)
+    assert recall >= 0.95 and precision >= 0.9, (recall, precision)
+
+
+def test_rhetorical_questions_written_blind():
+    """200 comments written without sight of the extractor (tests/questions_blind.jsonl, 40 per language): the
+    genuine questions are found and none is dropped, and the rhetorical questions and jabs at other users yield
+    far fewer spans than the 103 (20-21 per language) of the extractor before it knew rhetorical idioms. Spam bait
+    ("Want to earn 500 a day?") has no idiom to catch: its 20 spans are left to the question and spam heads."""
+    rows = read_jsonl(Path(__file__).parent / "questions_blind.jsonl")
+    assert len(rows) == 200
+    genuine = [r for r in rows if r["kind"] in ("genuine", "mixed")]
+    found, missed, extra = span_counts([r for r in genuine if r["kind"] == "genuine"])
+    assert extra == 0 and found / (found + missed) >= 0.85, (found, missed, extra)
+    found, missed, _ = span_counts(genuine)
+    assert found / (found + missed) >= 0.85, (found, missed)
+    by_lang = {}
+    for lang in ("pl", "ru", "uk", "en", "de"):
+        by_lang[lang] = span_counts(
+            [r for r in rows if r["lang"] == lang and r["kind"] in ("rhetorical", "reply_jab")]
+        )[2]
+    assert all(n <= 15 for n in by_lang.values()), by_lang
+    assert sum(by_lang.values()) <= 70, by_lang
 
 
 @pytest.fixture(scope="module")
