@@ -17,18 +17,21 @@ _STRONG = "|".join(
     [
         # pl
         "czy|kiedy|gdzie|ile|jak długo|jak dlugo|jak mogę|jak moge|dlaczego|czemu|skąd|skad|dokąd|dokad|jakie|jaki|jaka|jakiego|jakim|jaką|kto|po co|na kiedy|"
-        "do kiedy|od kiedy|o której|o ktorej|da się|da sie|mogę|moge|możecie|mozecie|można|mozna|macie|jest szansa",
+        "do kiedy|od kiedy|o której|o ktorej|da się|da sie|mogę|moge|możecie|mozecie|można|mozna|macie|jest szansa|"
+        r"na jakim|w jakim|jak (?:\w+ )?\w{2,}ć",  # "jak zrobić wymianę": how to + infinitive
         # ru
         "когда|где|сколько|как долго|как мне|почему|зачем|куда|откуда|какой|какая|какое|какие|каком|какую|каких|можно ли|есть ли|будет ли|"
-        "будут ли|могу ли|можно|подскажите|скажите|кто|чей|чья",
+        "будут ли|могу ли|можно|подскажите|скажите|кто|чей|чья|на каком|в каком|с какого|до какого|"
+        r"как (?:\w+ )?\w{2,}(?:ить|ать|ять|еть|уть|ыть|оть|ти|чь)(?:ся)?",  # "как подключить тариф"
         # uk
-        "чи|коли|де|скільки|як довго|як мені|чому|навіщо|куди|звідки|який|яка|яке|які|якого|якому|хто|можна|підкажіть|скажіть",
+        "чи|коли|де|скільки|як довго|як мені|чому|навіщо|куди|звідки|який|яка|яке|які|якого|якому|хто|можна|підкажіть|скажіть|"
+        r"на якому|в якому|у якому|з якого|до якого|як (?:\w+ )?\w{2,}(?:ти|тися)",  # "як це зупинити"
         # en
-        "(?:when|where|who|which)\s+(?:is|are|was|were|will|would|do|does|did|can|could|should|shall|has|have|had)|why|whether|how much|how many|how long|how far|how do|how can|how does|how to|"
+        "(?:when|where|who|which)(?:\s+the\s+(?:hell|fuck|heck)|\s+on earth)?\s+(?:is|are|was|were|will|would|do|does|did|can|could|should|shall|has|have|had)|why|whether|how much|how many|how long|how far|how do|how can|how does|how to|"
         "any chance|any idea|any update|is there|are there",
         # de
         "wann|wo|wohin|woher|warum|wieso|weshalb|welche|welcher|welches|welchen|wer|ob|wie viel|wie lange|wie oft|wie weit|"
-        "wie kann|wie lege|wie bekomme|gibt es",
+        "wie kann|wie lege|wie bekomme|gibt es|ab wann|bis wann|seit wann|an wen|bei wem|mit wem|für wen",
     ]
 )
 # Relative pronouns: after a comma they start a relative clause, not a new question.
@@ -51,7 +54,7 @@ _STRONG_RE = re.compile(rf"^(?:(?:{_STRONG}){_W}|{_VERB_FIRST})", re.IGNORECASE)
 _ANY_RE = re.compile(rf"^(?:(?:{_STRONG}|{_WEAK}){_W}|{_VERB_FIRST})", re.IGNORECASE)
 _LEAD = re.compile(r"^(?:(?:a|i|oraz|and|also|so|und|aber|и|а|но|і|й|та)\s+)+", re.IGNORECASE)
 _GREETING = re.compile(
-    r"^(?:hi|hello|hey|dear \w+|cześć|czesc|hej|dzień dobry|dzien dobry|witam|здравствуйте|привет|добрый день|"
+    r"^(?:hi|hello|hey|dear \w+|cześć|czesc|hej|halo|dzień dobry|dzien dobry|witam|здравствуйте|привет|добрый день|"
     r"вітаю|привіт|добрий день|hallo|guten tag|moin)\b[,!.]?\s*",
     re.IGNORECASE,
 )
@@ -121,7 +124,9 @@ _RHETORICAL = re.compile(
     r"серйозно|справді|ernsthaft|im ernst|echt jetzt|wirklich)\W*$",
     re.IGNORECASE,
 )
-_SENTENCE = re.compile(r"[^.!?…\n]+(?:[.!?…]+|\n|$)")
+# Sentences end at . ! ? … a line break, or emoji, which people type as punctuation ("3 days now 😤 when is it fixed").
+_EMOJI = "\U0001f300-\U0001faff\u2600-\u27bf"
+_SENTENCE = re.compile(rf"[^.!?…\n{_EMOJI}]+(?:[.!?…{_EMOJI}\ufe0f\u200d]+|\n|$)")
 # Cut points: "and"/"i"/"und"/"и"/"і" before any interrogative; comma, dash or colon before a strong one.
 _AND = r"(?:and|und|i|oraz|a|и|а|і|й|та)"
 _CUT = re.compile(
@@ -129,6 +134,10 @@ _CUT = re.compile(
     rf"|(?:,|\s[-–—]|:)\s*(?!(?:{_RELATIVE}){_W})(?=(?:{_STRONG}){_W})",
     re.IGNORECASE,
 )
+
+# "Krem ma SPF czy nie", "крем має SPF чи ні": an either-or tag makes a question without "?" too.
+_OR_NOT = re.compile(r"\s(?:or not|czy nie|или нет|чи ні|oder nicht)\W*$", re.IGNORECASE)
+_CUT_KEEP = re.compile(f"({_CUT.pattern})", re.IGNORECASE)  # the same cuts, keeping what was cut at
 
 
 def _body(clause: str) -> str:
@@ -152,18 +161,21 @@ def extract_questions(text: str) -> list[str]:
         rhetorical = "?!" in sentence or "!?" in sentence
         asked = "?" in sentence and not rhetorical
         exclaimed = sentence.rstrip().endswith("!") and not asked
-        clauses = [_clean(c) for c in _CUT.split(sentence)]
-        clauses = [c for c in clauses if any(ch.isalpha() for ch in c)]
         if rhetorical or exclaimed:
             continue
+        pieces = _CUT_KEEP.split(sentence)  # clause, separator, clause, ...
+        clauses = [(sep, _clean(c)) for sep, c in zip(["", *pieces[1::2]], pieces[::2], strict=True)]
+        clauses = [(sep, c) for sep, c in clauses if any(ch.isalpha() for ch in _body(c))]  # "halo, dlaczego ..."
         first_is_question = False
-        for i, clause in enumerate(clauses):
+        for i, (sep, clause) in enumerate(clauses):
             body = _body(clause)
             if _RHETORICAL.search(body):
                 continue
             last = i == len(clauses) - 1
-            if i == 0:
-                first_is_question = bool(_STRONG_RE.match(body)) or (asked and last)
+            # a colon or dash announces the questions: "Mam pytanie – kiedy przyjdzie, czy jest płatna"
+            announced = sep.strip()[:1] in (":", "-", "–", "—") and not first_is_question
+            if i == 0 or announced:
+                first_is_question = bool(_STRONG_RE.match(body) or _OR_NOT.search(body)) or (asked and last)
                 if first_is_question:
                     found.append(clause)
             elif (asked and last) or ((asked or first_is_question) and _ANY_RE.match(body)):

@@ -31,6 +31,20 @@ from tests.conftest import SEED
         ("How great is this!", []),
         ("Jak można tak traktować klientów?! Skandal.", []),  # "?!" is rhetorical
         ("What a joke. Where is my parcel", ["Where is my parcel"]),
+        # a dash or colon announces the questions; "how to" + infinitive; emoji end a sentence; swearing; either-or tags
+        ("Mam pytanie – kiedy przyjdzie karta i czy jest płatna", ["kiedy przyjdzie karta", "czy jest płatna"]),
+        ("Quick question: how do I reset my PIN", ["how do I reset my PIN"]),
+        ("Как подключить роуминг в Турции", ["Как подключить роуминг в Турции"]),
+        ("Jak zwrócić buty kupione online", ["Jak zwrócić buty kupione online"]),
+        ("Як змінити тариф у застосунку", ["Як змінити тариф у застосунку"]),
+        ("Ab wann gilt der neue Tarif", ["Ab wann gilt der neue Tarif"]),
+        ("parcel still not here 😡 where is it", ["where is it"]),
+        ("Where the hell is my order", ["Where the hell is my order"]),
+        ("Ця сукня з бавовни чи ні", ["Ця сукня з бавовни чи ні"]),
+        ("Halo, dlaczego nie mogę się zalogować", ["dlaczego nie mogę się zalogować"]),
+        ("Jak zawsze trzeba czekać.", []),
+        ("Как часть акции, мы дарим подарки.", []),
+        ("Love it 😍 best shop ever", []),
         # rhetorical idioms are dropped, the genuine question beside them stays
         ("Serio? Dwa tygodnie czekam. Kiedy oddacie pieniądze?", ["Kiedy oddacie pieniądze?"]),
         ("Вы там что, все уснули? Где мой заказ?", ["Где мой заказ?"]),
@@ -75,7 +89,7 @@ def test_questions_on_the_seed_set():
     found, missed, extra = span_counts(rows)
     recall = found / (found + missed)
     precision = found / (found + extra)
-    assert recall >= 0.95 and precision >= 0.9, (recall, precision)
+    assert recall >= 0.97 and precision >= 0.9, (recall, precision)
 
 
 def test_rhetorical_questions_written_blind():
@@ -87,9 +101,9 @@ def test_rhetorical_questions_written_blind():
     assert len(rows) == 200
     genuine = [r for r in rows if r["kind"] in ("genuine", "mixed")]
     found, missed, extra = span_counts([r for r in genuine if r["kind"] == "genuine"])
-    assert extra == 0 and found / (found + missed) >= 0.85, (found, missed, extra)
+    assert extra == 0 and found / (found + missed) >= 0.9, (found, missed, extra)
     found, missed, _ = span_counts(genuine)
-    assert found / (found + missed) >= 0.85, (found, missed)
+    assert found / (found + missed) >= 0.9, (found, missed)
     by_lang = {}
     for lang in ("pl", "ru", "uk", "en", "de"):
         by_lang[lang] = span_counts(
