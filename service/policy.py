@@ -295,6 +295,9 @@ class Decision:
     respond_by: datetime | None
     action: str
     reasons: list[str] = field(default_factory=list)
+    # the playbook's reading of the comment: bait questions in spam are no questions (data/README.md)
+    question: bool = False
+    questions: list[str] = field(default_factory=list)
 
 
 def _where(comment: CommentIn) -> str:
@@ -339,7 +342,9 @@ def decide(
     # (a "funds recovery" scam posing as a complaint still has plenty).
     spam_signals = spam_hits(comment.text, policy)
     spam = spam_signals >= policy.spam.min_hits + (1 if pred.complaint else 0)
-    is_question = pred.question or bool(questions)
+    if spam:  # "Want to earn 500 a day from home?" is bait, not a question to answer
+        questions = []
+    is_question = (pred.question or bool(questions)) and not spam
     strong_negative = pred.p_sentiment["negative"] >= s.strong_negative
     positive = pred.sentiment == "positive" and pred.p_sentiment["positive"] >= s.positive
     author = comment.author
@@ -414,10 +419,13 @@ def decide(
     if is_question:
         n = len(questions)
         asked = f"{n} question{'s' if n != 1 else ''} asked" if n else "a question"
-        reasons.append(
-            f"{asked} (question score {pred.p_question:.2f}): a question is a sale, answer "
-            f"{'them in the order asked' if n > 1 else 'it'} fast"
-        )
+        if pred.toxic:  # "Where the fuck is my parcel": still a question, but toxic content is never answered
+            reasons.append(f"{asked} (question score {pred.p_question:.2f}), in toxic content: hidden, not answered")
+        else:
+            reasons.append(
+                f"{asked} (question score {pred.p_question:.2f}): a question is a sale, answer "
+                f"{'them in the order asked' if n > 1 else 'it'} fast"
+            )
     if comment.paid and not pred.complaint:
         seen = "paid, public and seen by many" if public else "a paid campaign's audience"
         reasons.append(f"{where}: {seen}")
@@ -467,4 +475,6 @@ def decide(
         respond_by=respond_by,
         action=action,
         reasons=reasons,
+        question=is_question,
+        questions=questions,
     )

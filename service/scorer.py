@@ -190,7 +190,7 @@ class Scorer:
                     sentiment=pred.sentiment,  # type: ignore[arg-type]
                     toxic=pred.toxic,
                     complaint=pred.complaint,
-                    question=pred.question or bool(questions),
+                    question=decision.question,
                     scores=Scores(
                         sentiment=SentimentScores(**_round(pred.p_sentiment)),
                         toxic=round(pred.p_toxic, 4),
@@ -203,7 +203,7 @@ class Scorer:
                     respond_by=decision.respond_by,
                     action=decision.action,  # type: ignore[arg-type]
                     reasons=decision.reasons,
-                    questions=questions,
+                    questions=decision.questions,
                     model_version=self.predictor.version,
                     policy_version=policy.version,
                 )

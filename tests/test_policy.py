@@ -65,6 +65,23 @@ def test_spam_link_is_hidden(policy):
     assert d.action == "hide_and_review" and "spam" in d.reasons[0]
 
 
+def test_bait_questions_in_spam_are_no_questions(policy):
+    text = "Want to earn $500 per day from home? check my profile https://get-rich.xyz/now"
+    bait = decide(comment(text), pred(question=0.7), ["Want to earn $500 per day from home?"], NOW, policy)
+    assert bait.action == "hide_and_review" and not bait.question and bait.questions == []
+    assert not any("question" in r for r in bait.reasons)
+    plain = decide(comment(text), pred(question=0.05), [], NOW, policy)
+    assert bait.priority_score == plain.priority_score  # no question boost either
+
+
+def test_a_question_in_toxic_content_is_hidden_not_answered(policy):
+    asked = ["Where the fuck is my parcel"]
+    d = decide(comment(asked[0]), pred("negative", 0.9, toxic=0.9, question=0.8), asked, NOW, policy)
+    assert d.action == "hide_and_review" and d.question and d.questions == asked
+    said = " ".join(d.reasons)
+    assert "1 question asked" in said and "hidden, not answered" in said and "answer it fast" not in said
+
+
 def test_questions_are_answered_fast_and_praise_is_thanked(policy):
     q = decide(comment(), pred(question=0.9), ["When?", "How much?"], NOW, policy)
     assert q.action == "answer_question" and q.respond_within_minutes <= 60
