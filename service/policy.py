@@ -29,6 +29,7 @@ PUBLIC_CHANNELS = {"comment", "reply", "review", "mention"}
 # Any link, short links (bit.ly/x, t.me/x) included, and a contact handle (@name) each count as one signal.
 _LINK = re.compile(r"(?:https?://|www\.)\S+|\b[\w-]+(?:\.[\w-]+)*\.[a-z]{2,12}/\S*", re.IGNORECASE)
 _HANDLE = re.compile(r"(?<![\w@])@[\w.]{2,}")
+_ADDRESSED = re.compile(r"^\s*(?:@[\w.]{2,}[\s,:]*)+")
 
 
 class _Strict(BaseModel):
@@ -319,7 +320,9 @@ def _where(comment: CommentIn) -> str:
 def spam_hits(text: str, policy: PolicyConfig) -> int:
     lowered = text.lower()
     hits = sum(1 for k in policy.spam.keywords if k in lowered)
-    return hits + (1 if _LINK.search(text) else 0) + (1 if _HANDLE.search(text) else 0)
+    # Handles that open the comment address someone (the brand, the user replied to): no contact handle.
+    handle = _HANDLE.search(_ADDRESSED.sub("", text))
+    return hits + (1 if _LINK.search(text) else 0) + (1 if handle else 0)
 
 
 def decide(
@@ -348,9 +351,10 @@ def decide(
     strong_negative = pred.p_sentiment["negative"] >= s.strong_negative
     positive = pred.sentiment == "positive" and pred.p_sentiment["positive"] >= s.positive
     author = comment.author
-    created = comment.created_at or now
+    # a comment stamped in the future (clock skew, a bad field) is due as if it came in now
+    created = min(comment.created_at or now, now)
     waited = max(0.0, (now - created).total_seconds() / 60)
-    heated = parent is not None and (
+    heated = parent is not None and comment.channel == "reply" and (
         parent.p_toxic >= s.heated_parent_toxic or parent.p_sentiment["negative"] >= s.heated_parent_negative
     )
 
@@ -404,7 +408,10 @@ def decide(
         reasons.append(f"toxic content ({pred.p_toxic:.2f}) in {where}: hide it and review, do not answer")
     if spam:
         reasons.append(f"looks like spam ({spam_signals} spam signals): hide it and review")
-    if pred.complaint:
+    hidden = (pred.toxic or spam) and crisis is None
+    if pred.complaint and hidden:
+        reasons.append(f"complaint ({pred.p_complaint:.2f}) in {where}, in hidden content: review it, do not answer")
+    elif pred.complaint:
         if public:
             reasons.append(
                 f"complaint ({pred.p_complaint:.2f}) in {where}: acknowledge briefly, apologise if "
@@ -443,7 +450,8 @@ def decide(
     if wait_boost:
         reasons.append(f"already waiting {int(waited)} minutes")
     if action == "follow_up":
-        reasons.append(f"a customer is waiting for an answer in {where}: follow up")
+        who = "a customer" if author and author.is_customer else "the author"
+        reasons.append(f"{who} is waiting for an answer in {where}: follow up")
     if action == "thank_and_engage":
         reasons.append(f"positive comment ({pred.p_sentiment['positive']:.2f}): thank the author and engage")
     if action == "monitor" and not reasons:
@@ -467,7 +475,8 @@ def decide(
         minutes = policy.max_respond_minutes
     respond_by = created + timedelta(minutes=minutes) if minutes is not None else None
     if respond_by is not None and respond_by < now:
-        reasons.append(f"overdue: the reply was due {int((now - respond_by).total_seconds() // 60)} minutes ago")
+        what = "hiding it" if action == "hide_and_review" else "the reply"
+        reasons.append(f"overdue: {what} was due {int((now - respond_by).total_seconds() // 60)} minutes ago")
     return Decision(
         priority=level,
         priority_score=int(score),

@@ -122,6 +122,37 @@ def test_heated_thread_and_waiting_customer(policy):
     assert follow.action == "follow_up"
 
 
+def test_a_comment_stamped_in_the_future_is_due_within_60_minutes_of_now(policy):
+    for ahead in (timedelta(hours=3), datetime(9999, 12, 31, 23, 50, tzinfo=UTC) - NOW):
+        d = decide(comment(created_at=NOW + ahead), pred("negative", 0.9, complaint=0.9), [], NOW, policy)
+        assert d.respond_by is not None and NOW < d.respond_by <= NOW + timedelta(minutes=60)
+
+
+def test_a_handle_that_addresses_someone_is_no_spam_signal(policy):
+    asked = ["where is my parcel?"]
+    tagged = decide(comment("@acme where is my parcel? Please DM me"), pred(question=0.9), asked, NOW, policy)
+    assert tagged.action == "answer_question" and tagged.questions == asked
+    contact = decide(comment("Free crypto signals, DM me or write to @cryptoking_pl"), pred(), [], NOW, policy)
+    assert contact.action == "hide_and_review"
+
+
+def test_reasons_agree_with_hiding(policy):
+    rant = pred("negative", 0.9, toxic=0.9, complaint=0.9)
+    for channel in ("comment", "dm"):
+        d = decide(comment(channel=channel, created_at=NOW - timedelta(hours=2)), rant, [], NOW, policy)
+        said = " ".join(d.reasons)
+        assert d.action == "hide_and_review" and "in hidden content" in said, said
+        assert "private messages" not in said and "apologise" not in said and "hiding it was due" in said, said
+
+
+def test_only_a_reply_sits_in_a_thread_and_only_a_customer_is_called_one(policy):
+    parent = pred("negative", 0.9, toxic=0.9)
+    dm = decide(comment(channel="dm"), pred("neutral"), [], NOW, policy, parent=parent)
+    assert not any("heated thread" in r for r in dm.reasons)
+    waited = decide(comment(channel="dm", created_at=NOW - timedelta(hours=2)), pred("neutral"), [], NOW, policy)
+    assert waited.action == "follow_up" and any(r.startswith("the author is waiting") for r in waited.reasons)
+
+
 @pytest.mark.parametrize(
     ("raw", "fragment"),
     [
