@@ -16,7 +16,7 @@ import threading
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -280,6 +280,11 @@ class CrisisDetector:
                     self._notify("crisis.started", alert)
                 return self.state.active(scope) or alert
             return None
+        started = datetime.fromisoformat(active["started_at"])
+        if now < started:
+            # A late comment from before the crisis began neither ends nor updates it; it belongs to the burst
+            # when it falls inside the window that started it.
+            return active if now >= started - timedelta(minutes=cfg.window_minutes) else None
         if window < cfg.min_for(scope) * cfg.end_fraction or window < cfg.end_ratio * expected:
             ended = {**active, "status": "ended", "ended_at": now.isoformat(), "count": window}
             if self.state.end(scope, ended, cfg.history):

@@ -354,8 +354,10 @@ def decide(
     # a comment stamped in the future (clock skew, a bad field) is due as if it came in now
     created = min(comment.created_at or now, now)
     waited = max(0.0, (now - created).total_seconds() / 60)
-    heated = parent is not None and comment.channel == "reply" and (
-        parent.p_toxic >= s.heated_parent_toxic or parent.p_sentiment["negative"] >= s.heated_parent_negative
+    heated = (
+        parent is not None
+        and comment.channel == "reply"
+        and (parent.p_toxic >= s.heated_parent_toxic or parent.p_sentiment["negative"] >= s.heated_parent_negative)
     )
 
     if pred.toxic:

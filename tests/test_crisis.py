@@ -83,6 +83,19 @@ def test_a_burst_on_one_ad_escalates_that_ad_alone_and_ends_when_it_calms():
     assert recorder.events.count(("crisis.started", "ad:ad-1")) == 1
 
 
+def test_a_late_comment_from_before_the_crisis_neither_ends_it_nor_restarts_it():
+    detector, recorder = memory_detector()
+    burst(detector, "ad-1", 6, T0)
+    assert recorder.events.count(("crisis.started", "ad:ad-1")) == 1
+    # a comment posted two hours earlier arrives late (a backfill, a slow integration)
+    assert detector.observe(comment(50, "ad-1"), pred(True), T0 - timedelta(hours=2)) is None
+    # one posted in the minutes before the crisis began belongs to the burst
+    assert detector.observe(comment(51, "ad-1"), pred(True), T0 - timedelta(minutes=5)) is not None
+    assert not any(event == "crisis.ended" for event, _ in recorder.events)
+    assert detector.observe(comment(52, "ad-1"), pred(True), T0 + timedelta(minutes=4)) is not None
+    assert recorder.events.count(("crisis.started", "ad:ad-1")) == 1
+
+
 def test_a_busy_scope_needs_a_jump_over_its_own_baseline():
     detector, _ = memory_detector()
     # This ad always draws ~12 complaints per 15 minutes: 12 in a window is its normal, not a crisis.
