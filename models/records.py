@@ -78,7 +78,8 @@ def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, Problem 
                     bad_lines.add(lineno)
                     yield raw.decode("utf-8", errors="replace")
 
-    reader = csv.reader(lines())
+    # strict: a quote that never closes is an error, not the rest of the file read into one field
+    reader = csv.reader(lines(), strict=True)
     try:
         header = next(reader)
     except StopIteration:
@@ -95,9 +96,11 @@ def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, Problem 
             values = next(reader)
         except StopIteration:
             return
-        except csv.Error as exc:
-            yield start, None, Problem(name, start, "csv", f"malformed CSV ({exc})")
-            return
+        except csv.Error as exc:  # the reader goes on at the next line: one bad row costs that row only
+            why = "a quoted field opened here never closes" if "end of data" in str(exc) else str(exc)
+            yield start, None, Problem(name, start, "csv", f"malformed CSV ({why})")
+            start = reader.line_num + 1
+            continue
         end = reader.line_num
         if not values:
             pass

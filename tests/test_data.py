@@ -85,6 +85,21 @@ def test_csv_reports_physical_line_of_multiline_rows(tmp_path):
     assert loaded.frame.loc[0, "text"] == "first line\nsecond line"
 
 
+def test_csv_bad_rows_cost_only_themselves(tmp_path):
+    """A stray quote, an oversized field and a quote that never closes are reported; the other rows are read."""
+    huge = "x" * 200_000  # over the csv module's field limit
+    path = tmp_path / "d.csv"
+    path.write_text(
+        "id,text,lang,toxic\nr1,ok,en,0\n"
+        f'r2,"ab"cd,en,0\nr3,{huge},en,0\nr4,fine,en,0\nr5,"never closed,en,0\nr6,x,en,0\n'
+    )
+    found = problems_of([path])
+    assert [f.split(": ")[0:2] for f in found] == [[f"{path}:3", "csv"], [f"{path}:4", "csv"], [f"{path}:6", "csv"]]
+    assert "never closes" in found[2]
+    loaded = load_data([path], skip_invalid=True)
+    assert list(loaded.frame["id"]) == ["r1", "r4"]
+
+
 def test_parquet_folder_and_missing_labels_stay_missing(tmp_path):
     folder = tmp_path / "corpus"
     folder.mkdir()
