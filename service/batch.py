@@ -69,6 +69,8 @@ def _nest_author(record: dict[str, Any]) -> dict[str, Any]:
         if (k.startswith("author.") or k.startswith("author_")) and v is not None
     }
     if flat:
+        if author is not None and not isinstance(author, dict):
+            raise _RowError("author", f"must be an object to merge the author_ columns into (got {author!r:.40})")
         author = {**(author or {}), **flat}
     if isinstance(author, dict):
         author = {k: v for k, v in author.items() if _given(v)}
@@ -76,24 +78,50 @@ def _nest_author(record: dict[str, Any]) -> dict[str, Any]:
     if author is not None:
         out["author"] = author
     for key in ("id", "post_id", "ad_id", "campaign_id", "brand_id"):
-        if out.get(key) is not None and not isinstance(out[key], str):
-            out[key] = str(out[key])
+        value = out.get(key)
+        if isinstance(value, float) and value.is_integer():  # a Parquet int column with gaps reads as float
+            value = int(value)
+        if value is None or isinstance(value, str):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _RowError(key, f"must be a string or an integer (got {value!r:.40})")
+        out[key] = str(value)
     return out
+
+
+class _RowError(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field, self.message = field, message
 
 
 def read_comments(path: Path) -> Iterator[tuple[int, CommentIn | None, Problem | None]]:
     name = str(path)
+    seen: dict[str, int] = {}  # id -> line: a second row with an id is reported, as the HTTP API refuses it
     for line, record, problem in read_records(path):
         if problem is not None:
             yield line, None, problem
             continue
         assert record is not None
         try:
-            yield line, CommentIn.model_validate(_nest_author(record)), None
+            comment = CommentIn.model_validate(_nest_author(record))
+        except _RowError as exc:
+            yield line, None, Problem(name, line, exc.field, exc.message)
+            continue
         except ValidationError as exc:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"]) or "row"
             yield line, None, Problem(name, line, where, err["msg"])
+            continue
+        if comment.id in seen:
+            yield (
+                line,
+                None,
+                Problem(name, line, "id", f"duplicate id {comment.id!r} (first on line {seen[comment.id]})"),
+            )
+            continue
+        seen[comment.id] = line
+        yield line, comment, None
 
 
 def record_to_flat(record: dict[str, Any]) -> dict[str, Any]:
@@ -121,6 +149,27 @@ def _write_atomic(path: Path, lines: list[str]) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     tmp.replace(path)
+
+
+def _score_chunk(
+    scorer: Any, rows: list[tuple[int, CommentIn]], now: datetime | None, problems: list[Problem], name: str
+) -> list[Any]:
+    """Score a chunk at once; should that fail, one comment at a time, reporting each that cannot be scored,
+    so that one bad row never kills the job (and every resume with it)."""
+    if not rows:
+        return []
+    try:
+        return list(scorer.score_sync([c for _, c in rows], now=now))
+    except Exception:
+        log.exception("a chunk of %s failed to score: scoring its %d comments one by one", name, len(rows))
+    scored = []
+    for line, comment in rows:
+        try:
+            scored.extend(scorer.score_sync([comment], now=now))
+        except Exception as exc:
+            problems.append(Problem(name, line, "row", f"could not be scored ({type(exc).__name__}: {exc})"))
+    problems.sort(key=lambda p: p.line)
+    return scored
 
 
 def _chunks(path: Path, size: int) -> Iterator[list[tuple[int, CommentIn | None, Problem | None]]]:
@@ -200,9 +249,10 @@ def score_file(
             report.resumed_chunks += 1
             bar.update(len(chunk))
             continue
-        comments = [c for _, c, _ in chunk if c is not None]
         problems = [p for _, _, p in chunk if p is not None]
-        scored = scorer.score_sync(comments, now=now) if comments else []
+        scored = _score_chunk(
+            scorer, [(line, c) for line, c, _ in chunk if c is not None], now, problems, str(input_path)
+        )
         _write_atomic(
             errors,
             [

@@ -91,9 +91,18 @@ def test_bad_rows_are_reported_with_line_and_field_not_dropped(runner, tmp_path)
     assert "3 invalid rows reported" in result.output and f"{source}:2: text:" in result.output
 
 
+class Killed(BaseException):
+    """The process dying mid-run (a kill, an interrupt): nothing in the job catches it."""
+
+
+def numbered(n: int) -> list[dict]:
+    return [{**COMMENTS[i % len(COMMENTS)], "id": f"c{i}"} for i in range(n)]
+
+
 def test_an_interrupted_run_resumes_where_it_stopped(runner, tmp_path, monkeypatch):
     source = tmp_path / "in.jsonl"
-    write_input(source, COMMENTS * 4)  # 20 rows, ids repeat: allowed in batch input
+    rows = numbered(20)
+    write_input(source, rows)
     target = tmp_path / "out.parquet"
     calls = {"n": 0}
     real = batch.Scorer.score_sync
@@ -101,18 +110,19 @@ def test_an_interrupted_run_resumes_where_it_stopped(runner, tmp_path, monkeypat
     def dying(self, comments, now=None):
         calls["n"] += 1
         if calls["n"] == 3:
-            raise RuntimeError("killed")
+            raise Killed()
         return real(self, comments, now)
 
     monkeypatch.setattr(batch.Scorer, "score_sync", dying)
-    result = runner.invoke(app, ["score", str(source), str(target), "--chunk-size", "5", "--no-progress"])
-    assert result.exit_code != 0 and not target.exists()
+    with pytest.raises(Killed):
+        runner.invoke(app, ["score", str(source), str(target), "--chunk-size", "5", "--no-progress"])
+    assert not target.exists()
     assert len(list((tmp_path / "out.parquet.parts").glob("part-*.jsonl"))) == 2
     monkeypatch.setattr(batch.Scorer, "score_sync", real)
     result = runner.invoke(app, ["score", str(source), str(target), "--chunk-size", "5", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "resumed: 2 of 4 chunks" in result.output
-    assert [r["id"] for r in read_output(target)] == [c["id"] for c in COMMENTS] * 4
+    assert [r["id"] for r in read_output(target)] == [r["id"] for r in rows]
     # A different chunk size is another run: refused until --restart.
     write_input(source, COMMENTS)
     (tmp_path / "out.parquet.parts").mkdir()
@@ -120,6 +130,46 @@ def test_an_interrupted_run_resumes_where_it_stopped(runner, tmp_path, monkeypat
     refused = runner.invoke(app, ["score", str(source), str(target), "--no-progress"])
     assert refused.exit_code == 2 and "--restart" in refused.output
     assert runner.invoke(app, ["score", str(source), str(target), "--restart", "--no-progress"]).exit_code == 0
+
+
+def test_a_row_that_cannot_be_scored_is_reported_and_the_job_goes_on(runner, tmp_path, monkeypatch):
+    source = tmp_path / "in.jsonl"
+    rows = numbered(8)
+    write_input(source, rows)
+    real = batch.Scorer.score_sync
+
+    def fragile(self, comments, now=None):
+        if any(c.id == "c5" for c in comments):
+            raise OverflowError("date value out of range")
+        return real(self, comments, now)
+
+    monkeypatch.setattr(batch.Scorer, "score_sync", fragile)
+    target = tmp_path / "out.jsonl"
+    result = runner.invoke(app, ["score", str(source), str(target), "--chunk-size", "4", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert [r["id"] for r in read_output(target)] == [r["id"] for r in rows if r["id"] != "c5"]
+    errors = [json.loads(line) for line in (tmp_path / "out.jsonl.errors.jsonl").read_text().splitlines()]
+    assert [(e["line"], e["field"]) for e in errors] == [(6, "row")] and "OverflowError" in errors[0]["message"]
+
+
+def test_duplicate_ids_and_odd_id_or_author_types_are_reported(runner, tmp_path):
+    source = tmp_path / "in.jsonl"
+    lines = [
+        {"id": "d1", "text": "Gdzie jest paczka?"},
+        {"id": "d1", "text": "the same id again"},
+        {"id": True, "text": "a boolean id"},
+        {"id": {"a": 1}, "text": "an object id"},
+        {"id": 7, "text": "an integer id is fine"},
+        {"id": "d6", "text": "author is no object", "author": 123, "author_followers": 5},
+    ]
+    source.write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
+    target = tmp_path / "out.jsonl"
+    result = runner.invoke(app, ["score", str(source), str(target), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert [r["id"] for r in read_output(target)] == ["d1", "7"]
+    errors = [json.loads(line) for line in (tmp_path / "out.jsonl.errors.jsonl").read_text().splitlines()]
+    assert [(e["line"], e["field"]) for e in errors] == [(2, "id"), (3, "id"), (4, "id"), (6, "author")]
+    assert "first on line 1" in errors[0]["message"]
 
 
 def test_cli_errors_are_clear(runner, tmp_path):
