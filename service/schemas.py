@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -24,7 +25,13 @@ Action = Literal[
 Priority = Literal["critical", "high", "normal", "low"]
 Sentiment = Literal["negative", "neutral", "positive"]
 MAX_TEXT = 10_000
+MAX_COMMENTS = 10_000  # the most TRIAGE_MAX_COMMENTS may allow: a larger body is refused before it is parsed whole
 assert set(LANGUAGES) == set(Language.__args__)  # type: ignore[attr-defined]
+
+
+def _visible(value: str) -> bool:
+    """Holds a character that is neither space, nor control, nor format (zero-width, BOM)."""
+    return any(unicodedata.category(ch)[0] not in ("C", "Z") for ch in value)
 
 
 class Author(BaseModel):
@@ -74,8 +81,15 @@ class CommentIn(BaseModel):
     @field_validator("text")
     @classmethod
     def _not_blank(cls, value: str) -> str:
-        if not value.strip():
+        if not _visible(value):  # "", spaces, or only zero-width and control characters ("\u200b", "\x00")
             raise ValueError("text must not be blank")
+        return value
+
+    @field_validator("id")
+    @classmethod
+    def _id_not_blank(cls, value: str) -> str:
+        if not _visible(value):
+            raise ValueError("id must not be blank")
         return value
 
     @field_validator("created_at")
@@ -91,7 +105,9 @@ class CommentIn(BaseModel):
 
 
 class ScoreRequest(BaseModel):
-    comments: list[CommentIn] = Field(min_length=1, description="1 to TRIAGE_MAX_COMMENTS comments")
+    comments: list[CommentIn] = Field(
+        min_length=1, max_length=MAX_COMMENTS, description="1 to TRIAGE_MAX_COMMENTS comments"
+    )
 
 
 class SentimentScores(BaseModel):

@@ -9,6 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.kernels import BlockwiseMode
 from models.store import alias_uri
+from service.schemas import MAX_COMMENTS, MAX_TEXT
 
 
 class ServiceSettings(BaseSettings):
@@ -16,8 +17,8 @@ class ServiceSettings(BaseSettings):
 
     home: Path = Field(Path(".triage"), description="state directory of the embedded MLflow store")
     model_uri: str = Field(alias_uri(), description="the model to serve; by alias, never by run id")
-    max_comments: int = Field(256, ge=1, le=10_000, description="most comments in one scoring request")
-    max_text_chars: int = Field(10_000, ge=100, le=1_000_000)
+    max_comments: int = Field(256, ge=1, le=MAX_COMMENTS, description="most comments in one scoring request")
+    max_text_chars: int = Field(MAX_TEXT, ge=100, le=MAX_TEXT, description="longest comment text (at most 10,000)")
     micro_batch_size: int = Field(64, ge=1, le=4096, description="comments the scorer predicts at once")
     micro_batch_wait_ms: float = Field(2.0, ge=0, le=1000, description="how long a batch waits to fill")
     policy_file: Path | None = Field(None, description="triage policy YAML (default: the bundled one)")

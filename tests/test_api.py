@@ -102,6 +102,10 @@ def test_scores_comments_in_input_order_with_the_full_record(client, registry):
         ),
         ({"comments": [{"id": "1", "text": "a"}, {"id": "1", "text": "b"}]}, "duplicate_id", "comments.1.id"),
         ({"comments": [{"id": str(i), "text": "hi"} for i in range(6)]}, "too_many_comments", "the limit is 5"),
+        ({"comments": [{"id": "1", "text": "\u200b\ufeff"}]}, "invalid_request", "text must not be blank"),
+        ({"comments": [{"id": "1", "text": "\u0000"}]}, "invalid_request", "text must not be blank"),
+        ({"comments": [{"id": "  ", "text": "hi"}]}, "invalid_request", "comments.0.id: Value error, id must not be"),
+        ({"comments": [{"id": str(i), "text": "hi"} for i in range(10_001)]}, "invalid_request", "at most 10000"),
     ],
 )
 def test_invalid_requests_get_422_with_a_clear_message(client, body, code, fragment):
@@ -111,6 +115,20 @@ def test_invalid_requests_get_422_with_a_clear_message(client, body, code, fragm
     assert error["code"] == code
     assert fragment in error["message"]
     assert "Traceback" not in response.text
+
+
+def test_a_comment_stamped_far_in_the_future_is_due_within_the_hour(client):
+    """created_at 9999-12-31 was a 500 (OverflowError computing respond_by)."""
+    body = {"comments": [{"id": "1", "text": "Gdzie paczka?", "created_at": "9999-12-31T23:50:00Z"}]}
+    response = client.post("/v1/score", json=body)
+    assert response.status_code == 200, response.text
+    due = datetime.fromisoformat(response.json()["results"][0]["respond_by"])
+    assert (due - datetime.now(UTC)).total_seconds() <= 3600
+
+
+def test_settings_refuse_a_text_limit_the_contract_cannot_serve():
+    with pytest.raises(ValueError, match="max_text_chars"):
+        ServiceSettings(max_text_chars=20_000)
 
 
 def test_malformed_json_is_a_422_not_a_500(client):

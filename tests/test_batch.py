@@ -172,7 +172,7 @@ def test_duplicate_ids_and_odd_id_or_author_types_are_reported(runner, tmp_path)
     assert "first on line 1" in errors[0]["message"]
 
 
-def test_cli_errors_are_clear(runner, tmp_path):
+def test_cli_errors_are_clear(runner, tmp_path, monkeypatch):
     missing = runner.invoke(app, ["score", str(tmp_path / "nope.jsonl"), str(tmp_path / "o.jsonl")])
     assert missing.exit_code == 2 and "no such file" in missing.output
     (tmp_path / "in.txt").write_text("x")
@@ -182,6 +182,9 @@ def test_cli_errors_are_clear(runner, tmp_path):
         app, ["score", str(tmp_path / "in.txt"), str(tmp_path / "o.jsonl"), "--model", "models:/nope@champion"]
     )
     assert no_model.exit_code == 2 and "cannot load model models:/nope@champion" in no_model.output
+    monkeypatch.setenv("TRIAGE_MAX_TEXT_CHARS", "20000")
+    bad_env = runner.invoke(app, ["score", str(tmp_path / "in.txt"), str(tmp_path / "o.jsonl")])
+    assert bad_env.exit_code == 2 and "bad configuration" in bad_env.output and "max_text_chars" in bad_env.output
 
 
 def test_train_cli_reports_data_errors_with_file_and_line(runner, tmp_path):

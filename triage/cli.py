@@ -267,6 +267,8 @@ def score(
     ] = False,
 ) -> None:
     """Score a file of comments into a file of scored records; resumes an interrupted run."""
+    from pydantic import ValidationError
+
     from models.store import configure_mlflow
     from service.batch import BatchError, score_file
     from service.crisis import build_detector
@@ -275,7 +277,11 @@ def score(
     from service.scorer import Scorer
     from service.settings import ServiceSettings
 
-    settings = ServiceSettings()
+    try:
+        settings = ServiceSettings()
+    except ValidationError as exc:
+        _fail(f"bad configuration: {exc}")
+        return
     configure_mlflow(settings.home)
     uri = model or settings.model_uri
     try:
