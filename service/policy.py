@@ -136,6 +136,13 @@ class Override(_Strict):
     version: str = Field(min_length=1, max_length=64)
     set: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("set")
+    @classmethod
+    def _per_comment(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if "crisis" in value:  # one detector watches every scope of the service: it cannot vary per brand
+            raise ValueError("crisis detection is set for the whole service, at the top level, not per override")
+        return value
+
     @field_validator("match")
     @classmethod
     def _keys(cls, value: dict[str, str]) -> dict[str, str]:

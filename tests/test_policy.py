@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.policy import Crisis, PolicyError, decide, load_policy, parse_policy
+from service.policy import Crisis, PolicyError, decide, load_policy, parse_policy, parse_policy_set
 from service.predictor import Prediction
 from service.schemas import CommentIn
 
@@ -169,6 +169,16 @@ def test_invalid_policies_fail_with_a_clear_error(raw, fragment):
     with pytest.raises(PolicyError) as info:
         parse_policy(raw, "brand.yaml")
     assert str(info.value).startswith("brand.yaml") and fragment in str(info.value)
+
+
+def test_an_override_cannot_set_crisis_detection():
+    """One detector watches every scope of the service; a per-brand crisis setting would be silently ignored."""
+    base = load_policy().model_dump(mode="json")
+    raw = {**base, "overrides": [{"match": {"brand_id": "acme"}, "version": "acme-1", "set": {"crisis": {}}}]}
+    with pytest.raises(PolicyError, match=r"overrides\[0\].*whole service"):
+        parse_policy_set(raw, "brand.yaml")
+    raw["overrides"][0]["set"] = {"boosts": {"question": 40}}
+    assert parse_policy_set(raw, "brand.yaml").overrides[0][1].boosts.question == 40
 
 
 def test_precedence_is_configurable():
