@@ -348,10 +348,10 @@ def decide(
     where = _where(comment)
     public = comment.channel in PUBLIC_CHANNELS
 
-    # A real complaint may carry a link and name a messenger: it needs one signal more to count as spam
-    # (a "funds recovery" scam posing as a complaint still has plenty).
+    # A real complaint or question may carry a link and name a messenger ("Can I order on WhatsApp? shop.pl/p/1"):
+    # it needs one signal more to count as spam (a "funds recovery" scam posing as a complaint still has plenty).
     spam_signals = spam_hits(comment.text, policy)
-    spam = spam_signals >= policy.spam.min_hits + (1 if pred.complaint else 0)
+    spam = spam_signals >= policy.spam.min_hits + (1 if pred.complaint or pred.question else 0)
     if spam:  # "Want to earn 500 a day from home?" is bait, not a question to answer
         questions = []
     is_question = (pred.question or bool(questions)) and not spam

@@ -134,6 +134,9 @@ def test_a_handle_that_addresses_someone_is_no_spam_signal(policy):
     assert tagged.action == "answer_question" and tagged.questions == asked
     contact = decide(comment("Free crypto signals, DM me or write to @cryptoking_pl"), pred(), [], NOW, policy)
     assert contact.action == "hide_and_review"
+    asked = ["Can I order on WhatsApp?"]
+    order = decide(comment("Can I order on WhatsApp? shop.pl/p/123"), pred(question=0.9), asked, NOW, policy)
+    assert order.action == "answer_question" and order.questions == asked  # a question needs a signal more
 
 
 def test_reasons_agree_with_hiding(policy):
