@@ -4,8 +4,8 @@ A sentence is cut into clauses where a comma, dash, colon or "and" is followed b
 ("when will it ship and can I pay by card?"). A clause is a question when it is the last clause of a
 sentence that ends with "?" (but not "?!", which is rhetorical) or when it opens with an interrogative
 or a verb-first question form ("czy", "когда", "чи", "wann", "ob", "do you", "liefert ihr"). A clause that
-holds a rhetorical idiom of its language ("are you kidding me", "co wy tam", "сколько можно", "ви там що,
-поснули", "geht's noch", a trailing "or what?") is no question.
+holds a rhetorical idiom of its language ("are you kidding me", "co wy tam robicie", "сколько можно?", "ви там
+що, поснули", "geht's noch") is no question, unless it asks for a choice.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ _RHETORICAL_ANYWHERE = "|".join(
         # pl
         r"jaja sobie robicie|żartujecie sobie|(?:czy )?to (?:jest )?(?:jakiś|jakis) żart|"
         r"co (?:wy|ty) tam (?:robicie|wyprawiacie|odwalacie|wyrabiacie|odpierdalacie)|"
-        r"(?:sko|ile) (?:można|mozna) (?:jeszcze )?(?:czekać|czekac|czekać|zwlekać|zwlekac|obiecywać|obiecywac)|"
+        r"ile (?:można|mozna) (?:jeszcze )?(?:czekać|czekac|zwlekać|zwlekac|obiecywać|obiecywac)|"
         r"(?:czy )?to (?:naprawdę |naprawde |aż )?(?:takie|tak) trudne|co (?:jest )?z (?:wami|tobą|toba) (?:jest )?nie tak|"
         r"nie wstyd (?:wam|ci)|(?:śpicie|spicie|zasnęliście|zasneliscie|oszaleliście|oszaleliscie|zwariowaliście|"
         r"zwariowaliscie)|(?:powaliło|powalilo|pojebało|pojebalo|popierdoliło|popierdolilo) (?:was|cię|cie)|"
@@ -112,7 +112,7 @@ _RHETORICAL_AT_END = "|".join(
         r"what am i (?:even )?paying (?:you )?for|wofür (?:be)?zahle ich (?:eigentlich )?|за (?:что|що) (?:я )?(?:вам )?(?:плачу|платимо|платим)|"
         r"za co (?:ja )?(?:wam )?(?:płacę|place|płacimy|placimy)",
         r"(?:сколько|ile|скільки) (?:можно|można|mozna|можна)(?: (?:уже|ещё|еще|już|jeszcze|вже|ще))?",
-        r"(?:вы|ты|ви|ти|wy|ty) (?:там )?(?:что|чё|че|шо|що|co)|(?:a )?(?:wy|ty) co|habt ihr (?:sie )?noch alle(?: tassen im schrank)?|"
+        r"(?:вы|ты|ви|ти|wy|ty) (?:там |tam )?(?:что|чё|че|шо|що|co)|habt ihr (?:sie )?noch alle(?: tassen im schrank)?|"
         r"schlaft ihr(?: alle)?|wie oft (?:denn )?noch|ile razy (?:jeszcze|mam (?:jeszcze )?(?:dzwonić|pisać|prosić))|"
         r"how many (?:more )?times|kto (?:\w+ )?(?:to )?(?:wymyślił|wymyslil)|кто (?:это )?придумал|хто (?:це )?придумав|"
         r"do (?:you|u) (?:people |guys )?even (?:care|listen)|(?:вы|ви) (?:вообще|взагалі) (?:думаете|думаєте)",
