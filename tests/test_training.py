@@ -142,6 +142,9 @@ def test_shipped_training_configs_load_and_share_one_held_out_split():
         ("tfidf:\n  char_ngram: [5, 2]\n", "char_ngram must be [low, high]"),
         ("split:\n  test_fraction: 0.9\n", "split.test_fraction"),
         ("- a list\n", "must be a mapping"),
+        # checked at load, not at export after an hour of fine-tuning
+        ("transformer:\n  quantize_exclude: ['layer.(0']\n", "quantize_exclude: Value error, 'layer.(0' is not a"),
+        ("transformer:\n  device: gpu\n", "transformer.device: Value error, must be cpu, cuda, cuda:N or mps"),
     ],
 )
 def test_config_errors_name_the_field(tmp_path, text, fragment):
@@ -208,6 +211,23 @@ def test_source_weights_are_validated(tmp_path):
     with pytest.raises(ConfigError, match="source_weights.poleval2019_cbd must be >= 0"):
         load_config(bad)
     assert TrainConfig.model_validate({"source_weights": {"a": 0, "b": 3}}).source_weights == {"a": 0, "b": 3}
+
+
+def test_data_that_cannot_train_or_hold_out_a_head_fails_before_training(caplog):
+    from training.data import LoadedData
+    from training.prepare import prepare
+
+    frame = _conflicting_sources()
+    frame["id"] = [f"r{i}" for i in range(len(frame))]
+    loaded = LoadedData(frame=frame.drop(columns=["norm_text"]), files=["c.jsonl"])
+    with pytest.raises(ConfigError, match="every source of the training rows has weight 0"):
+        prepare(loaded, TrainConfig(source_weights={"strict": 0, "lenient": 0}))
+    with caplog.at_level("WARNING"):
+        prepare(loaded, TrainConfig(source_weights={"strcit": 2}))  # a typo is said, not silently weight 1
+    assert "source_weights: strcit: no source of that name" in caplog.text
+    tiny = LoadedData(frame=frame.drop(columns=["norm_text"]).iloc[:4], files=["c.jsonl"])
+    with pytest.raises(ConfigError, match="head toxic has training rows but no val rows"):
+        prepare(tiny, TrainConfig())
 
 
 def test_known_weaknesses_come_from_the_models_own_data():

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class _Strict(BaseModel):
@@ -27,7 +28,11 @@ class TfidfConfig(_Strict):
     C: float = Field(4.0, gt=0)
     max_iter: int = Field(2000, ge=10)
     class_weight: Literal["balanced"] | None = "balanced"
-    solver: Literal["auto", "lbfgs", "sgd"] = "auto"
+    solver: Literal["auto", "lbfgs", "sgd"] = Field(
+        "auto",
+        description="auto: SGD above sgd_above_rows labelled rows, exact below; lbfgs: always exact (liblinear for "
+        "binary heads, lbfgs for sentiment); sgd: always SGD",
+    )
     sgd_above_rows: int = Field(20_000, ge=0, description="auto: SGD for heads with more labelled rows")
     sgd_alpha: float = Field(2e-6, gt=0)
     sgd_epochs: int = Field(20, ge=1)
@@ -147,6 +152,23 @@ class TransformerConfig(_Strict):
         if size & (size - 1):
             raise ValueError(f"quantization_block_size must be a power of two (got {size})")
         return self
+
+    @field_validator("quantize_exclude")
+    @classmethod
+    def _patterns(cls, value: list[str] | None) -> list[str] | None:
+        for pattern in value or []:  # compiled at export, after the fine-tune: checked here instead
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a regular expression ({exc})") from None
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"cpu|cuda(?::\d+)?|mps", value):
+            raise ValueError(f"must be cpu, cuda, cuda:N or mps (got {value!r})")
+        return value
 
     def kept_float(self) -> list[str]:
         """The node-name patterns that quantization leaves fp32 (``quantize_exclude`` or the method's default)."""

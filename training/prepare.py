@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -11,9 +12,11 @@ import pandas as pd
 
 from models.schema import HEADS
 from models.text import normalize
-from training.config import TrainConfig
+from training.config import ConfigError, TrainConfig
 from training.data import DataValidationError, LoadedData, discover, load_data
 from training.split import assign_splits, rank_key
+
+log = logging.getLogger(__name__)
 
 
 def cap_per_source(frame: pd.DataFrame, cap: int, seed: int) -> pd.DataFrame:
@@ -38,7 +41,29 @@ def prepare(loaded: LoadedData, cfg: TrainConfig) -> pd.DataFrame:
     frame = frame.copy()
     frame["norm_text"] = frame["text"].map(normalize)
     frame["split"] = assign_splits(frame, cfg.split.val_fraction, cfg.split.test_fraction, cfg.split.seed)
+    check_prepared(frame, cfg, ", ".join(sorted({str(s) for s in frame["source"].unique()})))
     return frame
+
+
+def check_prepared(frame: pd.DataFrame, cfg: TrainConfig, sources: str) -> None:
+    """Fail before training, not after it: nothing left to train on, or a head that trains but has no
+    validation or test rows (no threshold to tune, no held-out metric). A weight for no source is logged."""
+    present = set(frame["source"].astype(str))
+    unknown = sorted(set(cfg.source_weights) - present)
+    if unknown:  # a shipped config names corpora a run may leave out: said, not refused
+        log.warning("source_weights: %s: no source of that name in the data (sources: %s)", ", ".join(unknown), sources)
+    train = frame[frame["split"] == "train"]
+    if cfg.source_weights and all(cfg.source_weights.get(str(s), 1.0) == 0 for s in train["source"].unique()):
+        raise ConfigError("source_weights: every source of the training rows has weight 0: nothing to train on")
+    for head in HEADS:
+        if not train[head].notna().any():
+            continue
+        for part in ("val", "test"):
+            if not frame.loc[frame["split"] == part, head].notna().any():
+                raise ConfigError(
+                    f"split: head {head} has training rows but no {part} rows (too few labelled rows to hold out; "
+                    f"sources: {sources})"
+                )
 
 
 def ids_fingerprint(ids: pd.Series) -> str:
