@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -193,3 +194,18 @@ def test_train_cli_reports_data_errors_with_file_and_line(runner, tmp_path):
     result = runner.invoke(app, ["train", "--data", str(bad)])
     assert result.exit_code == 2
     assert f"{bad}:1: toxic: unknown label '3'" in result.output
+
+
+def test_train_cli_refuses_a_deleted_experiment_before_training(runner, tmp_path, registry):
+    import mlflow
+
+    from models.store import configure_mlflow
+
+    configure_mlflow(registry["home"])
+    mlflow.delete_experiment(mlflow.create_experiment(f"gone-{tmp_path.name}"))
+    config = tmp_path / "c.yaml"
+    config.write_text(f"experiment: gone-{tmp_path.name}\n")
+    started = time.monotonic()
+    result = runner.invoke(app, ["train", "--data", str(registry["settings"].seed_data), "--config", str(config)])
+    assert result.exit_code == 2 and "is deleted: restore it" in result.output, result.output
+    assert time.monotonic() - started < 30  # refused at the start, not after the fit

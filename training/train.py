@@ -14,6 +14,7 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
 
 from models.pyfunc import CommentTriagePyfunc, TriageModel, models_package_dir, signature_and_example
 from models.schema import BINARY_HEADS, HEADS, LANGUAGES, MODEL_NAME
@@ -62,11 +63,23 @@ def _requirements(family: str = "tfidf") -> list[str]:
     return pins
 
 
+class TrackingError(RuntimeError):
+    """MLflow cannot take the run: found before training, not after an hour of it."""
+
+
 def _experiment_id(name: str, home: Path) -> str:
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        return str(experiment.experiment_id)
-    return str(mlflow.create_experiment(name, artifact_location=artifact_location(home, name)))
+    try:
+        experiment = mlflow.get_experiment_by_name(name)
+        if experiment is None:
+            return str(mlflow.create_experiment(name, artifact_location=artifact_location(home, name)))
+    except MlflowException as exc:
+        raise TrackingError(f"MLflow at {mlflow.get_tracking_uri()}: {exc.message}") from None
+    if experiment.lifecycle_stage != "active":
+        raise TrackingError(
+            f"MLflow experiment {name!r} is {experiment.lifecycle_stage}: restore it "
+            f"(mlflow experiments restore --experiment-id {experiment.experiment_id}) or name another in the config"
+        )
+    return str(experiment.experiment_id)
 
 
 def model_card(meta: dict[str, Any], report: dict[str, Any], reports: dict[str, Any] | None = None) -> str:
@@ -452,6 +465,7 @@ def train(
     configure_mlflow(settings.home)
     if finetuned is not None and cfg.family != "transformer":
         raise CheckpointError(f"--finetuned needs a transformer config (family: {cfg.family})")
+    experiment_id = _experiment_id(cfg.experiment, settings.home)  # before any training
     prepared = load_prepared(list(data), cfg, settings.seed_data, skip_invalid=skip_invalid)
     checkpoint = None
     if finetuned is not None:  # checked before any other work: a wrong folder, split or config fails at once
@@ -490,7 +504,7 @@ def train(
         model = TriageModel(fitted.backend, meta)
         signature, example = signature_and_example()
 
-        with mlflow.start_run(experiment_id=_experiment_id(cfg.experiment, settings.home)) as run:
+        with mlflow.start_run(experiment_id=experiment_id) as run:
             mlflow.set_tag(FINGERPRINT_TAG, fingerprint)
             mlflow.set_tag("triage.family", meta["family"])
             mlflow.log_params(_flat_params(cfg.model_dump()))

@@ -47,9 +47,10 @@ def _training_errors() -> tuple[type[Exception], ...]:
     from training.config import ConfigError
     from training.data import DataValidationError
     from training.finetune import CheckpointError
+    from training.train import TrackingError
     from training.vocab import VocabTrimError
 
-    return (ConfigError, DataValidationError, BaseModelError, CheckpointError, VocabTrimError)
+    return (ConfigError, DataValidationError, BaseModelError, CheckpointError, VocabTrimError, TrackingError)
 
 
 @app.command()
