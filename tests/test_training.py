@@ -75,6 +75,33 @@ def test_promote_refuses_regression_on_same_rows_unless_forced(registry):
         promote("999")
 
 
+def test_a_challenger_tested_on_other_rows_is_compared_on_its_own_rows_or_refused(registry):
+    """Training scores the champion on the challenger's test rows; promotion compares the two there. A version
+    without that comparison (trained before this champion) is refused unless forced: it was promoted unchecked."""
+    from training.train import train
+
+    settings = registry["settings"]
+    client = MlflowClient()
+    champion = champion_version(client)
+    weak = TrainConfig(min_threshold_support=10, max_rows_per_source=400)  # other rows: another fingerprint
+    weak.tfidf.char_features = 1024
+    weak.tfidf.word_features = 1024
+    weak.tfidf.C = 0.001
+    result = train([settings.seed_data], weak, settings)
+    run = client.get_run(client.get_model_version(MODEL_NAME, result.version).run_id)
+    assert run.data.tags["triage.champion_compared"] == champion
+    assert "champion_on_test/sentiment/macro_f1" in run.data.metrics
+    with pytest.raises(PromotionError, match="regresses"):
+        promote(result.version)
+    client.delete_tag(run.info.run_id, "triage.champion_compared")
+    with pytest.raises(PromotionError, match="whether it regresses is unknown"):
+        promote(result.version)
+    assert champion_version(client) == champion
+    forced = promote(result.version, force=True)
+    assert not forced.comparable and champion_version(client) == result.version
+    promote(champion, force=True)
+
+
 def test_split_is_deterministic_stratified_and_keeps_copies_together():
     rng = np.random.default_rng(0)
     texts = [f"comment number {i} about order {rng.integers(1000)}" for i in range(2000)]

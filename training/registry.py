@@ -14,6 +14,7 @@ from models.schema import CHAMPION_ALIAS, MODEL_NAME
 log = logging.getLogger(__name__)
 
 FINGERPRINT_TAG = "triage.test_fingerprint"
+CHAMPION_COMPARED_TAG = "triage.champion_compared"  # the champion version scored on the run's test rows
 
 
 class PromotionError(Exception):
@@ -26,6 +27,7 @@ class Promotion:
     previous: str | None
     comparison: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     comparable: bool = False
+    basis: str = ""  # which held-out rows the comparison is on
 
 
 def champion_version(client: MlflowClient, name: str = MODEL_NAME) -> str | None:
@@ -35,16 +37,31 @@ def champion_version(client: MlflowClient, name: str = MODEL_NAME) -> str | None
         return None
 
 
-def _headline(client: MlflowClient, version: str, name: str) -> tuple[dict[str, float], str | None]:
+@dataclass
+class _Tested:
+    """A version's headline macro-F1 per head on its test rows, which rows, and the champion's on the same rows."""
+
+    metrics: dict[str, float]
+    fingerprint: str | None
+    champion: str | None = None
+    champion_metrics: dict[str, float] = field(default_factory=dict)
+
+
+def _tested(client: MlflowClient, version: str, name: str) -> _Tested:
     mv = client.get_model_version(name, version)
-    metrics: dict[str, float] = {}
+    tested = _Tested({}, mv.tags.get(FINGERPRINT_TAG))
     if mv.run_id:
         run = client.get_run(mv.run_id)
+        # the run carries the fingerprint too: a version promoted before training tagged it is still compared
+        tested.fingerprint = tested.fingerprint or run.data.tags.get(FINGERPRINT_TAG)
+        tested.champion = run.data.tags.get(CHAMPION_COMPARED_TAG)
         for key, value in run.data.metrics.items():
             parts = key.split("/")
             if len(parts) == 4 and parts[0] == "test" and parts[2] == "all" and parts[3] == "macro_f1":
-                metrics[parts[1]] = value
-    return metrics, mv.tags.get(FINGERPRINT_TAG)
+                tested.metrics[parts[1]] = value
+            elif len(parts) == 3 and parts[0] == "champion_on_test" and parts[2] == "macro_f1":
+                tested.champion_metrics[parts[1]] = value
+    return tested
 
 
 def promote(
@@ -52,8 +69,10 @@ def promote(
 ) -> Promotion:
     """Make ``version`` (default: the newest) the champion.
 
-    When the current champion was evaluated on the same held-out rows, a challenger that loses more
-    than ``tolerance`` macro-F1 on any head is refused unless ``force``.
+    The challenger is compared with the champion on the same held-out rows: the champion's own test rows when
+    both were tested on the same ones, or else the challenger's, which training scored the then champion on. A
+    challenger that loses more than ``tolerance`` macro-F1 on any head, or that cannot be compared, is refused
+    unless ``force``.
     """
     client = MlflowClient()
     try:
@@ -69,10 +88,25 @@ def promote(
     previous = champion_version(client, name)
     result = Promotion(version=target, previous=previous)
     if previous and previous != target:
-        new, new_fp = _headline(client, target, name)
-        old, old_fp = _headline(client, previous, name)
-        result.comparable = bool(new_fp) and new_fp == old_fp
-        result.comparison = {h: (old.get(h), new.get(h)) for h in sorted(set(new) | set(old))}
+        new, old = _tested(client, target, name), _tested(client, previous, name)
+        if new.fingerprint and new.fingerprint == old.fingerprint:
+            result.comparable, reference = True, old.metrics
+            result.basis = "both tested on the same held-out rows"
+        elif new.champion == previous and new.champion_metrics:  # the champion scored on the challenger's rows
+            result.comparable, reference = True, new.champion_metrics
+            result.basis = f"champion {previous} scored on version {target}'s held-out rows"
+        else:
+            reference = old.metrics
+            result.basis = "each on its own held-out rows: not a like-for-like comparison"
+        result.comparison = {
+            h: (reference.get(h), new.metrics.get(h)) for h in sorted(set(new.metrics) | set(reference))
+        }
+        if not result.comparable and not force:
+            raise PromotionError(
+                f"version {target} was tested on other held-out rows than champion {previous}, and the champion "
+                f"was not scored on its rows (it was not the champion when {target} trained): whether it "
+                "regresses is unknown; use --force to promote anyway"
+            )
         if result.comparable and not force:
             worse = [
                 f"{h}: {o:.3f} -> {n:.3f}"

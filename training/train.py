@@ -17,7 +17,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 
 from models.pyfunc import CommentTriagePyfunc, TriageModel, models_package_dir, signature_and_example
-from models.schema import BINARY_HEADS, HEADS, LANGUAGES, MODEL_NAME
+from models.schema import BINARY_HEADS, HEADS, LANGUAGES, MODEL_NAME, SENTIMENT_LABELS
 from models.store import artifact_location, configure_mlflow
 from training.config import TrainConfig
 from training.data import summarize
@@ -33,7 +33,7 @@ from training.evaluate import (
 )
 from training.finetune import CheckpointError, check_compatible, finishing_config, read_checkpoint
 from training.prepare import Prepared, cap_total, ids_fingerprint, load_prepared
-from training.registry import FINGERPRINT_TAG
+from training.registry import CHAMPION_COMPARED_TAG, FINGERPRINT_TAG, champion_version
 from training.settings import TrainingSettings
 from training.tfidf import fit_tfidf
 
@@ -491,6 +491,7 @@ def train(
         if prepared.seed_sources:  # which sources are the bundled seed set (see known_weaknesses)
             summary["seed_sources"] = prepared.seed_sources
         fingerprint = ids_fingerprint(test_df["id"])
+        champion = score_champion(test_df) if register else None
         meta = {
             "family": cfg.family if fitted.chosen != "ensemble" else "ensemble",
             "heads": [h for h in HEADS if h in report],
@@ -514,6 +515,9 @@ def train(
                 mlflow.log_params(_flat_params(finetuned_meta, "finetuned."))
                 mlflow.log_dict(finetuned_meta, "finetuned.json")
             mlflow.log_metrics({k: v for k, v in flatten(report, "test").items() if np.isfinite(v)})
+            if champion is not None:  # what promotion compares when the champion was tested on other rows
+                mlflow.set_tag(CHAMPION_COMPARED_TAG, champion[0])
+                mlflow.log_metrics({f"champion_on_test/{h}/macro_f1": v for h, v in champion[1].items()})
             for name, other in fitted.reports.items():
                 if len(fitted.reports) > 1:
                     mlflow.log_metrics({k: v for k, v in flatten(other, f"test_{name}").items() if np.isfinite(v)})
@@ -560,6 +564,28 @@ def train(
         seconds=seconds,
         reports=fitted.reports,
     )
+
+
+def score_champion(test: pd.DataFrame) -> tuple[str, dict[str, float]] | None:
+    """The current champion's headline macro-F1 on this run's test rows, so that promotion compares the two on
+    the same rows even when the champion was trained and tested on other data (the seed bootstrap model)."""
+    version = champion_version(mlflow.MlflowClient())
+    if version is None:
+        return None
+    try:
+        loaded = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{version}")
+        champion: TriageModel = loaded.unwrap_python_model().model
+        columns = champion.predict_columns(test["text"].tolist(), test["lang"].tolist())
+    except Exception as exc:  # a champion that cannot load here (another code version) leaves promotion unsure
+        log.warning("champion version %s could not score this run's test rows: %s", version, exc)
+        return None
+    proba = {
+        "sentiment": np.column_stack([np.asarray(columns[f"p_sentiment_{label}"]) for label in SENTIMENT_LABELS]),
+        **{head: np.asarray(columns[f"p_{head}"]) for head in BINARY_HEADS},
+    }
+    scores = headline(evaluate(test, proba, champion.thresholds))
+    log.info("champion version %s on this run's test rows: %s", version, json.dumps(scores))
+    return version, scores
 
 
 def _flat_params(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:

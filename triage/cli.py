@@ -146,8 +146,8 @@ def promote(
     for head, (old, new) in result.comparison.items():
         fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
         typer.echo(f"  {head:<10} {fmt(old)} -> {fmt(new)}")
-    if result.comparison and not result.comparable:
-        typer.echo("  (evaluated on different held-out rows: not a like-for-like comparison)")
+    if result.basis:
+        typer.echo(f"  ({result.basis})")
     typer.echo(f"champion: comment-triage version {result.version} (was {result.previous or 'none'})")
 
 
