@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+from typing import Any
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 from service import batch
 from triage.cli import app
 
-COMMENTS = [
+COMMENTS: list[dict[str, Any]] = [
     {"id": "a1", "text": "Gdzie jest moja paczka? Czekam już dwa tygodnie!", "is_paid": True, "ad_id": "ad-1"},
     {"id": "a2", "text": "Дякую, все прийшло вчасно 😊", "author": {"is_customer": True, "followers": 50}},
     {"id": "a3", "text": "Wann kommt die Lieferung?", "channel": "dm", "created_at": "2026-11-22T10:00:00Z"},

@@ -18,6 +18,24 @@ class SplitConfig(_Strict):
     val_fraction: float = Field(0.1, gt=0, lt=0.5)
     test_fraction: float = Field(0.1, gt=0, lt=0.5)
     seed: int = 20261123
+    group_ids: dict[str, str] = Field(
+        default_factory=dict,
+        description="per source, a regular expression on row ids whose first group names a group of rows that "
+        "are rewordings of one text (ParaDetox: a toxic sentence and its detoxified versions): a group is split "
+        "together, like copies of one text",
+    )
+
+    @field_validator("group_ids")
+    @classmethod
+    def _group_patterns(cls, value: dict[str, str]) -> dict[str, str]:
+        for source, pattern in value.items():
+            try:
+                groups = re.compile(pattern).groups
+            except re.error as exc:
+                raise ValueError(f"{source}: {pattern!r} is not a regular expression ({exc})") from None
+            if groups < 1:
+                raise ValueError(f"{source}: {pattern!r} needs a group, (...), that names the row's group")
+        return value
 
 
 class TfidfConfig(_Strict):

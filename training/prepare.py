@@ -40,7 +40,8 @@ def prepare(loaded: LoadedData, cfg: TrainConfig) -> pd.DataFrame:
         frame = cap_per_source(frame, cfg.max_rows_per_source, cfg.split.seed)
     frame = frame.copy()
     frame["norm_text"] = frame["text"].map(normalize)
-    frame["split"] = assign_splits(frame, cfg.split.val_fraction, cfg.split.test_fraction, cfg.split.seed)
+    split = cfg.split
+    frame["split"] = assign_splits(frame, split.val_fraction, split.test_fraction, split.seed, split.group_ids)
     check_prepared(frame, cfg, ", ".join(sorted({str(s) for s in frame["source"].unique()})))
     return frame
 
