@@ -464,6 +464,12 @@ def test_cli_base_model_prepare_prints_the_folder_finetune_starts_from(cli, tiny
     assert result.exit_code == 0, result.output
     folder = Path(result.output.strip().splitlines()[-1])
     assert folder == Path(tiny_base).resolve()  # trim_vocab off: the base model itself
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "x1", "text": "hi", "toxic": 3}\n', encoding="utf-8")
+    with_bad = ["base-model", "prepare", "--data", str(SEED), "--data", str(bad), "--config", str(config)]
+    refused = cli.invoke(app, with_bad)
+    assert refused.exit_code == 2 and f"{bad}:1: toxic" in refused.output, refused.output
+    assert cli.invoke(app, [*with_bad, "--skip-invalid"]).exit_code == 0  # as `triage train --skip-invalid`
     out = tmp_path / "ckpt"
     args = ["--data", str(SEED), "--config", str(config), "--out", str(out), "--base-model", str(folder)]
     assert cli.invoke(app, ["finetune", *args]).exit_code == 0

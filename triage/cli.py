@@ -207,6 +207,7 @@ def base_model_build(
 def base_model_prepare(
     data: Annotated[list[Path], typer.Option("--data", help="the training data, as for `triage train`")],
     config: Annotated[Path, typer.Option(help="a transformer training config YAML")],
+    skip_invalid: Annotated[bool, typer.Option(help="report and skip invalid rows, as `triage train` would")] = False,
 ) -> None:
     """Print the folder a transformer config fine-tunes from: its base model, with the vocabulary trimmed to
     the training and validation texts when the config says so (built and cached as `triage train` would).
@@ -221,7 +222,7 @@ def base_model_prepare(
         cfg = load_config(config)
         if cfg.family != "transformer":
             raise ConfigError(f"{config}: not a transformer config (family: {cfg.family}): no base model")
-        prepared = load_prepared(list(data), cfg, settings.seed_data)
+        prepared = load_prepared(list(data), cfg, settings.seed_data, skip_invalid=skip_invalid)
         base = prepare_base(cfg, prepared, settings.home)
     except _training_errors() as exc:
         _fail(str(exc))
