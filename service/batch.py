@@ -154,20 +154,30 @@ def _write_atomic(path: Path, lines: list[str]) -> None:
 def _score_chunk(
     scorer: Any, rows: list[tuple[int, CommentIn]], now: datetime | None, problems: list[Problem], name: str
 ) -> list[Any]:
-    """Score a chunk at once; should that fail, one comment at a time, reporting each that cannot be scored,
-    so that one bad row never kills the job (and every resume with it)."""
+    """Score a chunk; a comment that fails is reported with its line and the rest go on, so one bad row never
+    kills the job (and every resume with it). A comment failing in the policy or crisis step is caught per
+    comment (each is seen by the crisis detector once); should the model fail the whole chunk, its comments are
+    scored one by one. When every comment of a chunk fails, the failure is the job's (a broken model, a lost
+    Redis): it is raised, and a resume retries the chunk."""
     if not rows:
         return []
+    failed: list[tuple[int, Exception]] = []
     try:
-        return list(scorer.score_sync([c for _, c in rows], now=now))
+        scored = list(scorer.score_sync([c for _, c in rows], now=now, failed=failed))
     except Exception:
-        log.exception("a chunk of %s failed to score: scoring its %d comments one by one", name, len(rows))
-    scored = []
-    for line, comment in rows:
-        try:
-            scored.extend(scorer.score_sync([comment], now=now))
-        except Exception as exc:
-            problems.append(Problem(name, line, "row", f"could not be scored ({type(exc).__name__}: {exc})"))
+        log.exception("the model failed on a chunk of %s: scoring its %d comments one by one", name, len(rows))
+        scored, failed = [], []
+        for i, (_, comment) in enumerate(rows):
+            one: list[tuple[int, Exception]] = []
+            try:
+                scored.extend(scorer.score_sync([comment], now=now, failed=one))
+            except Exception as exc:
+                one.append((0, exc))
+            failed.extend((i, error) for _, error in one)
+    if failed and len(failed) == len(rows):
+        raise failed[-1][1]
+    for i, error in failed:
+        problems.append(Problem(name, rows[i][0], "row", f"could not be scored ({type(error).__name__}: {error})"))
     problems.sort(key=lambda p: p.line)
     return scored
 

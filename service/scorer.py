@@ -170,45 +170,64 @@ class Scorer:
         predictions: list[Prediction],
         parent_index: list[int | None],
         now: datetime | None = None,
+        failed: list[tuple[int, Exception]] | None = None,
     ) -> list[ScoredComment]:
+        """Policy, questions and crisis state per comment. With ``failed`` given, a comment whose step raises is
+        recorded there (its index and the error) and left out, instead of failing the others: each comment is
+        seen by the crisis detector once, whatever happens to the rest."""
         now = now or datetime.now(UTC)
         policies = self.policies()
         if self.crisis is not None:
             self.crisis.config = policies.base.crisis
         out = []
         for i, comment in enumerate(comments):
-            pred = predictions[i]
-            policy = policies.for_comment(comment)
-            parent = predictions[parent_index[i]] if parent_index[i] is not None else None  # type: ignore[index]
-            questions = extract_questions(comment.text)
-            crisis = self.crisis.observe(comment, pred, comment_clock(comment, now)) if self.crisis else None
-            decision = decide(comment, pred, questions, now, policy, parent=parent, crisis=crisis)
-            out.append(
-                ScoredComment(
-                    id=comment.id,
-                    language=pred.language,
-                    sentiment=pred.sentiment,  # type: ignore[arg-type]
-                    toxic=pred.toxic,
-                    complaint=pred.complaint,
-                    question=decision.question,
-                    scores=Scores(
-                        sentiment=SentimentScores(**_round(pred.p_sentiment)),
-                        toxic=round(pred.p_toxic, 4),
-                        complaint=round(pred.p_complaint, 4),
-                        question=round(pred.p_question, 4),
-                    ),
-                    priority=decision.priority,  # type: ignore[arg-type]
-                    priority_score=decision.priority_score,
-                    respond_within_minutes=decision.respond_within_minutes,
-                    respond_by=decision.respond_by,
-                    action=decision.action,  # type: ignore[arg-type]
-                    reasons=decision.reasons,
-                    questions=decision.questions,
-                    model_version=self.predictor.version,
-                    policy_version=policy.version,
-                )
-            )
+            if failed is None:
+                out.append(self._one(comment, predictions, parent_index, i, policies, now))
+                continue
+            try:
+                out.append(self._one(comment, predictions, parent_index, i, policies, now))
+            except Exception as exc:
+                failed.append((i, exc))
         return out
+
+    def _one(
+        self,
+        comment: CommentIn,
+        predictions: list[Prediction],
+        parent_index: list[int | None],
+        i: int,
+        policies: Any,
+        now: datetime,
+    ) -> ScoredComment:
+        pred = predictions[i]
+        policy = policies.for_comment(comment)
+        parent = predictions[parent_index[i]] if parent_index[i] is not None else None  # type: ignore[index]
+        questions = extract_questions(comment.text)
+        crisis = self.crisis.observe(comment, pred, comment_clock(comment, now)) if self.crisis else None
+        decision = decide(comment, pred, questions, now, policy, parent=parent, crisis=crisis)
+        return ScoredComment(
+            id=comment.id,
+            language=pred.language,
+            sentiment=pred.sentiment,  # type: ignore[arg-type]
+            toxic=pred.toxic,
+            complaint=pred.complaint,
+            question=decision.question,
+            scores=Scores(
+                sentiment=SentimentScores(**_round(pred.p_sentiment)),
+                toxic=round(pred.p_toxic, 4),
+                complaint=round(pred.p_complaint, 4),
+                question=round(pred.p_question, 4),
+            ),
+            priority=decision.priority,  # type: ignore[arg-type]
+            priority_score=decision.priority_score,
+            respond_within_minutes=decision.respond_within_minutes,
+            respond_by=decision.respond_by,
+            action=decision.action,  # type: ignore[arg-type]
+            reasons=decision.reasons,
+            questions=decision.questions,
+            model_version=self.predictor.version,
+            policy_version=policy.version,
+        )
 
     # -- entry points ------------------------------------------------------------------------------
     async def score(self, comments: list[CommentIn], now: datetime | None = None) -> list[ScoredComment]:
@@ -217,11 +236,16 @@ class Scorer:
         # Policy, questions and crisis state (maybe Redis) run off the event loop too.
         return await asyncio.to_thread(self.postprocess, comments, predictions, parent_index, now)
 
-    def score_sync(self, comments: list[CommentIn], now: datetime | None = None) -> list[ScoredComment]:
-        """The same steps without the event loop (batch scoring of files)."""
+    def score_sync(
+        self,
+        comments: list[CommentIn],
+        now: datetime | None = None,
+        failed: list[tuple[int, Exception]] | None = None,
+    ) -> list[ScoredComment]:
+        """The same steps without the event loop (batch scoring of files); ``failed`` as in :meth:`postprocess`."""
         texts, langs, parent_index = self.preprocess(comments)
         predictions = self.predictor.predict(texts, langs) if texts else []
-        return self.postprocess(comments, predictions, parent_index, now)
+        return self.postprocess(comments, predictions, parent_index, now, failed)
 
     def warm_up(self) -> float:
         started = time.perf_counter()

@@ -109,11 +109,11 @@ def test_an_interrupted_run_resumes_where_it_stopped(runner, tmp_path, monkeypat
     calls = {"n": 0}
     real = batch.Scorer.score_sync
 
-    def dying(self, comments, now=None):
+    def dying(self, comments, now=None, failed=None):
         calls["n"] += 1
         if calls["n"] == 3:
             raise Killed()
-        return real(self, comments, now)
+        return real(self, comments, now, failed)
 
     monkeypatch.setattr(batch.Scorer, "score_sync", dying)
     with pytest.raises(Killed):
@@ -140,10 +140,10 @@ def test_a_row_that_cannot_be_scored_is_reported_and_the_job_goes_on(runner, tmp
     write_input(source, rows)
     real = batch.Scorer.score_sync
 
-    def fragile(self, comments, now=None):
-        if any(c.id == "c5" for c in comments):
+    def fragile(self, comments, now=None, failed=None):
+        if any(c.id == "c5" for c in comments):  # the model fails the chunk holding c5
             raise OverflowError("date value out of range")
-        return real(self, comments, now)
+        return real(self, comments, now, failed)
 
     monkeypatch.setattr(batch.Scorer, "score_sync", fragile)
     target = tmp_path / "out.jsonl"
@@ -210,3 +210,45 @@ def test_train_cli_refuses_a_deleted_experiment_before_training(runner, tmp_path
     result = runner.invoke(app, ["train", "--data", str(registry["settings"].seed_data), "--config", str(config)])
     assert result.exit_code == 2 and "is deleted: restore it" in result.output, result.output
     assert time.monotonic() - started < 30  # refused at the start, not after the fit
+
+
+def test_a_comment_failing_after_the_model_is_reported_and_seen_once_by_crisis(predictor, policy, monkeypatch):
+    """A policy step that raises for one comment costs that comment only, and the crisis detector counts each
+    comment of the chunk once (a whole-chunk retry would count the ones before it twice)."""
+    from service import scorer as scorer_module
+    from service.crisis import CrisisConfig, CrisisDetector, MemoryState
+    from service.schemas import CommentIn
+
+    comments = [CommentIn(id=x, text="Paczka nie doszła, skandal, oddajcie pieniądze", ad_id="ad-9") for x in "abcd"]
+
+    def counted() -> tuple[list[str], list[int], int]:
+        detector = CrisisDetector(CrisisConfig(), MemoryState())
+        failed: list = []
+        out = batch.Scorer(predictor, policy, crisis=detector).score_sync(comments, failed=failed)
+        return [r.id for r in out], [i for i, _ in failed], sum(detector.state.buckets("ad:ad-9").values())
+
+    real = scorer_module.decide
+    _, _, seen = counted()
+    assert seen > 0
+
+    def flaky(comment, *args, **kwargs):
+        if comment.id == "b":
+            raise ValueError("boom")
+        return real(comment, *args, **kwargs)
+
+    monkeypatch.setattr(scorer_module, "decide", flaky)
+    ids, failed, seen_with_failure = counted()
+    assert ids == ["a", "c", "d"] and failed == [1] and seen_with_failure == seen
+
+
+def test_a_chunk_where_every_comment_fails_stops_the_job_for_a_resume(runner, tmp_path, monkeypatch):
+    from service import scorer as scorer_module
+
+    def broken(*args, **kwargs):
+        raise ConnectionError("redis is gone")
+
+    monkeypatch.setattr(scorer_module, "decide", broken)
+    source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_input(source, numbered(4))
+    result = runner.invoke(app, ["score", str(source), str(target), "--no-progress"])
+    assert result.exit_code != 0 and isinstance(result.exception, ConnectionError) and not target.exists()
