@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,54 +64,73 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, Proble
 
 
 def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, Problem | None]]:
-    """Streams the file; each physical line is decoded on its own so a bad byte names its line."""
+    """Streams the file; each physical line is decoded on its own so a bad byte names its line.
+
+    A malformed record (a stray or unclosed quote, an oversized field) is reported at its first line, and
+    reading goes on at the line after it: the lines the bad record swallowed are read again as rows of
+    their own, so an unclosed quote costs its own row, not the rest of the file.
+    """
     name = str(path)
     bad_lines: set[int] = set()
+    pending: deque[tuple[int, bytes]] = deque()  # lines to read again after a malformed record
+    consumed: list[tuple[int, bytes]] = []  # the lines the current record was read from
 
-    def lines() -> Iterator[str]:
-        with path.open("rb") as handle:
-            for lineno, raw in enumerate(handle, start=1):
+    def lines(source: Iterator[tuple[int, bytes]]) -> Iterator[str]:
+        while True:
+            if pending:
+                lineno, raw = pending.popleft()
+            else:
+                item = next(source, None)
+                if item is None:
+                    return
+                lineno, raw = item
                 if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
                     raw = raw[3:]
-                try:
-                    yield raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    bad_lines.add(lineno)
-                    yield raw.decode("utf-8", errors="replace")
+            consumed.append((lineno, raw))
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError:
+                bad_lines.add(lineno)
+                yield raw.decode("utf-8", errors="replace")
 
-    # strict: a quote that never closes is an error, not the rest of the file read into one field
-    reader = csv.reader(lines(), strict=True)
-    try:
-        header = next(reader)
-    except StopIteration:
-        return
-    except csv.Error as exc:
-        yield 1, None, Problem(name, 1, "header", f"unreadable CSV header ({exc})")
-        return
-    if bad_lines:
-        yield 1, None, Problem(name, 1, "encoding", "undecodable bytes in the header")
-        return
-    start = reader.line_num + 1
-    while True:
+    with path.open("rb") as handle:
+        source = enumerate(handle, start=1)
+        # strict: a quote that never closes is an error, not the rest of the file read into one field
+        reader = csv.reader(lines(source), strict=True)
         try:
-            values = next(reader)
+            header = next(reader)
         except StopIteration:
             return
-        except csv.Error as exc:  # the reader goes on at the next line: one bad row costs that row only
-            why = "a quoted field opened here never closes" if "end of data" in str(exc) else str(exc)
-            yield start, None, Problem(name, start, "csv", f"malformed CSV ({why})")
-            start = reader.line_num + 1
-            continue
-        end = reader.line_num
-        if not values:
-            pass
-        elif any(line in bad_lines for line in range(start, end + 1)):
-            yield start, None, Problem(name, start, "encoding", "undecodable bytes")
-        elif len(values) > len(header):
-            yield start, None, Problem(name, start, "csv", "more fields than the header names")
-        else:
-            yield start, {k: (None if v == "" else v) for k, v in zip(header, values, strict=False)}, None
-        start = end + 1
+        except csv.Error as exc:
+            yield 1, None, Problem(name, 1, "header", f"unreadable CSV header ({exc})")
+            return
+        if bad_lines:
+            yield 1, None, Problem(name, 1, "encoding", "undecodable bytes in the header")
+            return
+        while True:
+            consumed.clear()
+            try:
+                values = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                if not consumed:
+                    return
+                start = consumed[0][0]
+                why = "a quoted field opened here never closes" if "end of data" in str(exc) else str(exc)
+                yield start, None, Problem(name, start, "csv", f"malformed CSV ({why})")
+                pending.extendleft(reversed(consumed[1:]))  # read on from the line after the bad one
+                reader = csv.reader(lines(source), strict=True)  # an unclosed quote ran the last one dry
+                continue
+            start, end = consumed[0][0], consumed[-1][0]
+            if not values:
+                pass
+            elif any(line in bad_lines for line in range(start, end + 1)):
+                yield start, None, Problem(name, start, "encoding", "undecodable bytes")
+            elif len(values) > len(header):
+                yield start, None, Problem(name, start, "csv", "more fields than the header names")
+            else:
+                yield start, {k: (None if v == "" else v) for k, v in zip(header, values, strict=False)}, None
 
 
 def _read_parquet(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, Problem | None]]:
