@@ -348,10 +348,11 @@ def decide(
     where = _where(comment)
     public = comment.channel in PUBLIC_CHANNELS
 
-    # A real complaint or question may carry a link and name a messenger ("Can I order on WhatsApp? shop.pl/p/1"):
-    # it needs one signal more to count as spam (a "funds recovery" scam posing as a complaint still has plenty).
+    # A real complaint may carry a link and name a messenger: it needs one signal more to count as spam (a "funds
+    # recovery" scam posing as a complaint still has plenty). A question does not: bait is phrased as one ("Who
+    # wants to work from home? DM me"), and hidden content is reviewed while an answer to spam is public.
     spam_signals = spam_hits(comment.text, policy)
-    spam = spam_signals >= policy.spam.min_hits + (1 if pred.complaint or pred.question else 0)
+    spam = spam_signals >= policy.spam.min_hits + (1 if pred.complaint else 0)
     if spam:  # "Want to earn 500 a day from home?" is bait, not a question to answer
         questions = []
     is_question = (pred.question or bool(questions)) and not spam
@@ -417,7 +418,7 @@ def decide(
         reasons.append(f"toxic content ({pred.p_toxic:.2f}) in {where}: hide it and review, do not answer")
     if spam:
         reasons.append(f"looks like spam ({spam_signals} spam signals): hide it and review")
-    hidden = (pred.toxic or spam) and crisis is None
+    hidden = action == "hide_and_review"  # what the reasons say agrees with the action, whatever the precedence
     if pred.complaint and hidden:
         reasons.append(f"complaint ({pred.p_complaint:.2f}) in {where}, in hidden content: review it, do not answer")
     elif pred.complaint:
@@ -435,8 +436,8 @@ def decide(
     if is_question:
         n = len(questions)
         asked = f"{n} question{'s' if n != 1 else ''} asked" if n else "a question"
-        if pred.toxic:  # "Where the fuck is my parcel": still a question, but toxic content is never answered
-            reasons.append(f"{asked} (question score {pred.p_question:.2f}), in toxic content: hidden, not answered")
+        if hidden:  # "Where the fuck is my parcel": still a question, but toxic content is never answered
+            reasons.append(f"{asked} (question score {pred.p_question:.2f}), in hidden content: not answered")
         else:
             reasons.append(
                 f"{asked} (question score {pred.p_question:.2f}): a question is a sale, answer "

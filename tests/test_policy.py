@@ -79,7 +79,11 @@ def test_a_question_in_toxic_content_is_hidden_not_answered(policy):
     d = decide(comment(asked[0]), pred("negative", 0.9, toxic=0.9, question=0.8), asked, NOW, policy)
     assert d.action == "hide_and_review" and d.question and d.questions == asked
     said = " ".join(d.reasons)
-    assert "1 question asked" in said and "hidden, not answered" in said and "answer it fast" not in said
+    assert "1 question asked" in said and "in hidden content: not answered" in said and "answer it fast" not in said
+    order = ["answer_question", *(a for a in policy.precedence if a != "answer_question")]
+    first = parse_policy({**policy.model_dump(mode="json"), "precedence": order})
+    answered = decide(comment(asked[0]), pred("negative", 0.9, toxic=0.9, question=0.8), asked, NOW, first)
+    assert answered.action == "answer_question" and any("answer it fast" in r for r in answered.reasons)
 
 
 def test_questions_are_answered_fast_and_praise_is_thanked(policy):
@@ -130,13 +134,12 @@ def test_a_comment_stamped_in_the_future_is_due_within_60_minutes_of_now(policy)
 
 def test_a_handle_that_addresses_someone_is_no_spam_signal(policy):
     asked = ["where is my parcel?"]
-    tagged = decide(comment("@acme where is my parcel? Please DM me"), pred(question=0.9), asked, NOW, policy)
+    tagged = decide(comment("@acme where is my parcel? Please DM me"), pred(question=0.3), asked, NOW, policy)
     assert tagged.action == "answer_question" and tagged.questions == asked
     contact = decide(comment("Free crypto signals, DM me or write to @cryptoking_pl"), pred(), [], NOW, policy)
     assert contact.action == "hide_and_review"
-    asked = ["Can I order on WhatsApp?"]
-    order = decide(comment("Can I order on WhatsApp? shop.pl/p/123"), pred(question=0.9), asked, NOW, policy)
-    assert order.action == "answer_question" and order.questions == asked  # a question needs a signal more
+    bait = decide(comment("Who wants to work from home? DM me"), pred(question=0.8), ["Who wants"], NOW, policy)
+    assert bait.action == "hide_and_review" and bait.questions == []  # bait is phrased as a question
 
 
 def test_reasons_agree_with_hiding(policy):
