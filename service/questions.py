@@ -104,12 +104,15 @@ _RHETORICAL_ANYWHERE = "|".join(
         r"(?:вы|ви|wy) (?:вообще|взагалі|w ogóle|w ogole) (?:читаете|читаєте|czytacie)|do (?:you|u) (?:people |guys )?even read",
     ]
 )
+# The whole clause: "Seriously?", "Серьёзно?!" (but "Это правда?" asks)
+_RHETORICAL_ALONE = (
+    r"(?:seriously|srsly|really|for real|wtf|serio|poważnie|powaznie|naprawdę|naprawde|серь[её]зно|реально|правда|"
+    r"серйозно|справді|ernsthaft|im ernst|echt jetzt|wirklich)"
+)
 _RHETORICAL_AT_END = "|".join(
     [
-        r"(?:seriously|srsly|really|for real|wtf|serio|poważnie|powaznie|naprawdę|naprawde|серь[её]зно|реально|правда|"
-        r"серйозно|справді|ernsthaft|im ernst|echt jetzt|wirklich)",  # the whole clause
         r"are (?:you|u) (?:\w+ )?serious|(?:ты|вы|ти|ви) (?:это |це )?(?:серь[её]зно|серйозно)|(?:wy|ty) (?:tak )?(?:serio|poważnie)",
-        r"what am i (?:even )?paying (?:you )?for|wofür (?:be)?zahle ich (?:eigentlich )?|за (?:что|що) (?:я )?(?:вам )?(?:плачу|платимо|платим)|"
+        r"what am i (?:even )?paying (?:you )?for|wofür (?:be)?zahle ich(?: eigentlich)?|за (?:что|що) (?:я )?(?:вам )?(?:плачу|платимо|платим)|"
         r"za co (?:ja )?(?:wam )?(?:płacę|place|płacimy|placimy)",
         r"(?:сколько|ile|скільки) (?:можно|można|mozna|можна)(?: (?:уже|ещё|еще|już|jeszcze|вже|ще))?",
         r"(?:вы|ты|ви|ти|wy|ty) (?:там |tam )?(?:что|чё|че|шо|що|co)|habt ihr (?:sie )?noch alle(?: tassen im schrank)?|"
@@ -124,7 +127,9 @@ _CHOICE = re.compile(
     re.IGNORECASE,
 )
 _RHETORICAL = re.compile(
-    rf"(?<![\w-])(?:{_RHETORICAL_ANYWHERE})(?![\w-])|(?:^|(?<=\s))(?:{_RHETORICAL_AT_END})[\s?!.…]*$", re.IGNORECASE
+    rf"(?<![\w-])(?:{_RHETORICAL_ANYWHERE})(?![\w-])|(?:^|(?<=\s))(?:{_RHETORICAL_AT_END})[\s?!.…]*$"
+    rf"|^(?:{_RHETORICAL_ALONE})[\s?!.…]*$",
+    re.IGNORECASE,
 )
 
 

@@ -147,6 +147,8 @@ GENUINE_WITH_RANT_WORDS = [
     "Are you serious about the 50% discount, is it for all products?",
     "Schlaft ihr am Wochenende oder ist der Support erreichbar?",
     "Czy jest 🔥 w rozmiarze M",
+    "Это правда?",  # "правда?" alone is rhetorical; ending a question it is not
+    "Is this giveaway for real?",
     "Gdzie jest moja paczka 📦 numer 123",
 ]
 STATEMENTS = [
