@@ -94,7 +94,10 @@ def promote(
             result.basis = "both tested on the same held-out rows"
         elif new.champion == previous and new.champion_metrics:  # the champion scored on the challenger's rows
             result.comparable, reference = True, new.champion_metrics
-            result.basis = f"champion {previous} scored on version {target}'s held-out rows"
+            result.basis = (
+                f"champion {previous} scored on version {target}'s held-out rows (it may have trained on some of "
+                "them, if it was trained on other data or another split)"
+            )
         else:
             reference = old.metrics
             result.basis = "each on its own held-out rows: not a like-for-like comparison"
@@ -104,8 +107,8 @@ def promote(
         if not result.comparable and not force:
             raise PromotionError(
                 f"version {target} was tested on other held-out rows than champion {previous}, and the champion "
-                f"was not scored on its rows (it was not the champion when {target} trained): whether it "
-                "regresses is unknown; use --force to promote anyway"
+                f"was not scored on its rows (it was not the champion when {target} trained, or could not be "
+                "loaded then): whether it regresses is unknown; use --force to promote anyway"
             )
         if result.comparable and not force:
             worse = [

@@ -491,7 +491,7 @@ def train(
         if prepared.seed_sources:  # which sources are the bundled seed set (see known_weaknesses)
             summary["seed_sources"] = prepared.seed_sources
         fingerprint = ids_fingerprint(test_df["id"])
-        champion = score_champion(test_df) if register else None
+        champion = score_champion(test_df, fingerprint) if register else None
         meta = {
             "family": cfg.family if fitted.chosen != "ensemble" else "ensemble",
             "heads": [h for h in HEADS if h in report],
@@ -566,11 +566,13 @@ def train(
     )
 
 
-def score_champion(test: pd.DataFrame) -> tuple[str, dict[str, float]] | None:
+def score_champion(test: pd.DataFrame, fingerprint: str) -> tuple[str, dict[str, float]] | None:
     """The current champion's headline macro-F1 on this run's test rows, so that promotion compares the two on
-    the same rows even when the champion was trained and tested on other data (the seed bootstrap model)."""
-    version = champion_version(mlflow.MlflowClient())
-    if version is None:
+    the same rows even when the champion was trained and tested on other data (the seed bootstrap model).
+    None when there is no champion, or it was tested on these very rows (promotion compares its own figures)."""
+    client = mlflow.MlflowClient()
+    version = champion_version(client)
+    if version is None or client.get_model_version(MODEL_NAME, version).tags.get(FINGERPRINT_TAG) == fingerprint:
         return None
     try:
         loaded = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{version}")
