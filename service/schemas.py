@@ -25,7 +25,7 @@ Action = Literal[
 Priority = Literal["critical", "high", "normal", "low"]
 Sentiment = Literal["negative", "neutral", "positive"]
 MAX_TEXT = 10_000
-MAX_COMMENTS = 10_000  # the most TRIAGE_MAX_COMMENTS may allow: a larger body is refused before it is parsed whole
+MAX_COMMENTS = 10_000  # the most TRIAGE_MAX_COMMENTS may allow: a longer list fails validation before its items
 assert set(LANGUAGES) == set(Language.__args__)  # type: ignore[attr-defined]
 
 
