@@ -23,7 +23,7 @@ def rank_key(seed: int, text: str) -> int:
 # A retweet's "RT @user:" and the handles and links in a tweet (masked as @USER and URL by normalize) do not
 # make it another text.
 _MASKED = re.compile(r"@user|\burl\b")
-_RETWEET = re.compile(r"^[\s:]*rt\b[\s:]*")
+_RETWEET = re.compile(r"^(?:[\s:]*rt\b[\s:]*)+")  # "RT @a: RT @b: x" is x too
 
 
 def dedup_key(text: str) -> str:
@@ -77,9 +77,10 @@ def assign_splits(
         order[members[:n_test]] = 2
         order[members[n_test : n_test + n_val]] = 1
     # Copies of a text and members of a group: each takes the most held-out split of any row it is tied to,
-    # through either link, until nothing moves (a text copied across two groups ties them too).
+    # through either link, until nothing moves (a text copied across two groups ties them too). Values only
+    # rise, so this ends.
     split = pd.Series(order)
-    for _ in range(10):
+    while True:
         before = split.to_numpy().copy()
         split = split.groupby(texts.to_numpy()).transform("max")
         split = split.groupby(groups.to_numpy()).transform("max")
