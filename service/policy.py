@@ -485,7 +485,7 @@ def decide(
         minutes = policy.max_respond_minutes
     respond_by = created + timedelta(minutes=minutes) if minutes is not None else None
     if respond_by is not None and respond_by < now:
-        what = "hiding it" if action == "hide_and_review" else "the reply"
+        what = "hiding it" if hidden else "the reply"
         reasons.append(f"overdue: {what} was due {int((now - respond_by).total_seconds() // 60)} minutes ago")
     return Decision(
         priority=level,

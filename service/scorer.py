@@ -181,12 +181,11 @@ class Scorer:
             self.crisis.config = policies.base.crisis
         out = []
         for i, comment in enumerate(comments):
-            if failed is None:
-                out.append(self._one(comment, predictions, parent_index, i, policies, now))
-                continue
             try:
                 out.append(self._one(comment, predictions, parent_index, i, policies, now))
             except Exception as exc:
+                if failed is None:
+                    raise
                 failed.append((i, exc))
         return out
 

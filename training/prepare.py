@@ -42,14 +42,15 @@ def prepare(loaded: LoadedData, cfg: TrainConfig) -> pd.DataFrame:
     frame["norm_text"] = frame["text"].map(normalize)
     split = cfg.split
     frame["split"] = assign_splits(frame, split.val_fraction, split.test_fraction, split.seed, split.group_ids)
-    check_prepared(frame, cfg, ", ".join(sorted({str(s) for s in frame["source"].unique()})))
+    check_prepared(frame, cfg)
     return frame
 
 
-def check_prepared(frame: pd.DataFrame, cfg: TrainConfig, sources: str) -> None:
+def check_prepared(frame: pd.DataFrame, cfg: TrainConfig) -> None:
     """Fail before training, not after it: nothing left to train on, or a head that trains but has no
     validation or test rows (no threshold to tune, no held-out metric). A weight for no source is logged."""
     present = set(frame["source"].astype(str))
+    sources = ", ".join(sorted(present))
     unknown = sorted(set(cfg.source_weights) - present)
     if unknown:  # a shipped config names corpora a run may leave out: said, not refused
         log.warning("source_weights: %s: no source of that name in the data (sources: %s)", ", ".join(unknown), sources)
