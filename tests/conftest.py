@@ -26,9 +26,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
 
 
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 @pytest.fixture(scope="session")
 def seed_rows() -> list[dict]:
-    return [json.loads(line) for line in SEED.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return read_jsonl(SEED)
 
 
 @pytest.fixture(scope="session")

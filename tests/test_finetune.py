@@ -23,7 +23,7 @@ from training.finetune import CHECKPOINT_FILE, CheckpointError, finetune, load_c
 from training.transformer import encode, torch_proba
 
 from . import test_transformer
-from .conftest import SEED
+from .conftest import SEED, read_jsonl
 from .test_transformer import save_tiny_bert, tiny_cfg
 
 tiny_base = test_transformer.tiny_base  # the session fixture: a 2-layer, 32-wide BERT over the seed texts
@@ -81,7 +81,7 @@ def fp32_checkpoint(tiny_base, tmp_path_factory):
 
 
 def texts_of_the_seed_set(n: int = 40) -> list[str]:
-    rows = [json.loads(line) for line in SEED.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = read_jsonl(SEED)
     return [r["text"] for r in rows[::17][:n]]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from models.lang import LanguageDetector
 from models.text import normalize
 from service.questions import extract_questions, is_rhetorical
-from tests.conftest import SEED
+from tests.conftest import SEED, read_jsonl
 
 
 @pytest.mark.parametrize(
@@ -77,10 +76,6 @@ def span_counts(rows: list[dict]) -> tuple[int, int, int]:
         missed += len(want) - len(matched)
         extra += sum(1 for g in got if not any(w in g or g in w for w in want))
     return found, missed, extra
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def test_questions_on_the_seed_set():
