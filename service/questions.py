@@ -141,10 +141,11 @@ def is_rhetorical(clause: str) -> bool:
 # Sentences end at . ! ? … or a line break; ❓ and ❔ are question marks.
 _SENTENCE = re.compile(r"[^.!?…\n❓❔]+(?:[.!?…❓❔]+|\n|$)")
 # Cut points: "and"/"i"/"und"/"и"/"і" before any interrogative; comma, dash or colon before a strong one.
+# One group: split() keeps what was cut at (a colon or dash announces questions).
 _AND = r"(?:and|und|i|oraz|a|и|а|і|й|та)"
 _CUT = re.compile(
-    rf"(?:,\s*{_AND}\s+|\s+{_AND}\s+)(?=(?:{_STRONG}|{_WEAK}){_W}|{_VERB_FIRST})"
-    rf"|(?:,|\s[-–—]|:)\s*(?!(?:{_RELATIVE}){_W})(?=(?:{_STRONG}){_W})",
+    rf"((?:,\s*{_AND}\s+|\s+{_AND}\s+)(?=(?:{_STRONG}|{_WEAK}){_W}|{_VERB_FIRST})"
+    rf"|(?:,|\s[-–—]|:)\s*(?!(?:{_RELATIVE}){_W})(?=(?:{_STRONG}){_W}))",
     re.IGNORECASE,
 )
 
@@ -156,7 +157,6 @@ _OR_NOT = re.compile(
 _ANNOUNCE = re.compile(
     r"(?<![\w-])(?:questions?|quick one|pytani[ae]|pytań|pytan|вопрос\w*|питанн\w*|fragen?)(?![\w-])", re.IGNORECASE
 )
-_CUT_KEEP = re.compile(f"({_CUT.pattern})", re.IGNORECASE)  # the same cuts, keeping what was cut at
 
 
 def _body(clause: str) -> str:
@@ -183,7 +183,7 @@ def extract_questions(text: str) -> list[str]:
         exclaimed = marks.rstrip().endswith("!") and not asked
         if rhetorical or exclaimed:
             continue
-        pieces = _CUT_KEEP.split(sentence)  # clause, separator, clause, ...
+        pieces = _CUT.split(sentence)  # clause, separator, clause, ...
         clauses = [(sep, _clean(c)) for sep, c in zip(["", *pieces[1::2]], pieces[::2], strict=True)]
         clauses = [(sep, c) for sep, c in clauses if any(ch.isalpha() for ch in _body(c))]  # "halo, dlaczego ..."
         first_is_question = False
