@@ -246,7 +246,8 @@ def test_frozen_embeddings_and_top_layers(tiny_base, seed_rows):
 
 
 @pytest.mark.parametrize(
-    "quantize,quantization", [(False, "dynamic"), (True, "dynamic"), (True, "static"), (True, "blockwise")]
+    "quantize,quantization",
+    [(False, "dynamic"), (True, "dynamic"), (True, "static"), (True, "blockwise"), (True, "rowwise")],
 )
 def test_onnx_export_matches_pytorch(tiny_fit, tmp_path, quantize, quantization):
     result, val = tiny_fit
@@ -603,6 +604,44 @@ def test_blockwise_quantization_covers_the_feed_forward_and_ignores_the_batch(ti
     assert [n for n in float_table if n.op_type == "Gather" and "word_embeddings" in n.input[0]]
 
 
+def test_rowwise_quantization_covers_the_feed_forward_and_ignores_the_batch(tiny_fit, tmp_path):
+    """rowwise: every MatMul with a weight (feed-forward included) multiplies int8 codes of each token's
+    activations by 7-bit weights; the word-embedding table is 8-bit blocks as for blockwise; a comment scores the
+    same alone or in any batch, on every CPU (no fp32 fallback to choose)."""
+    import onnx
+
+    from models.backends import OnnxBackend
+    from training.train import batch_consistency
+    from training.transformer import encode
+
+    result, val = tiny_fit
+    cfg = tiny_cfg(quantization="rowwise", quantization_block_size=16)
+    backend = export_onnx(result, cfg, tmp_path / "rowwise")
+    graph = onnx.load(str(tmp_path / "rowwise" / "model.onnx")).graph
+    initializers = {i.name: i for i in graph.initializer}
+    integer = [n for n in graph.node if n.op_type == "MatMulIntegerToFloat"]
+    assert len(integer) == 6 * 2  # per layer: q, k, v, attention out, intermediate, output
+    weights = [initializers[n.input[1]] for n in integer]
+    assert all(w.data_type == onnx.TensorProto.INT8 for w in weights)
+    assert max(np.abs(onnx.numpy_helper.to_array(w)).max() for w in weights) == 63  # 7 bits
+    assert not [n for n in graph.node if n.op_type == "MatMul" and n.input[1] in initializers]
+    assert [n for n in graph.node if n.op_type == "GatherBlockQuantized"]
+    assert json.loads((tmp_path / "rowwise" / "onnx_config.json").read_text())["quantization"] == "rowwise"
+    texts = val["norm_text"].tolist()[:50]
+    reference = torch_proba(result.model, encode(result.tokenizer, texts, cfg), result.tokenizer.pad_token_id)
+    exported = backend.predict_proba(texts)
+    assert max(np.abs(reference[h] - exported[h]).max() for h in reference) < 0.1
+    rows = val.iloc[:40]
+    out = batch_consistency(backend, rows, backend.predict_proba(rows["norm_text"].tolist()), {})
+    assert out["max_abs_diff"] < 1e-6 and not any(out["decisions_changed"].values())
+    assert OnnxBackend(tmp_path / "rowwise", blockwise="fp32").blockwise_kernels is None  # runs as exported
+
+    export_onnx(result, tiny_cfg(quantization="rowwise", quantize_exclude=[FEED_FORWARD]), tmp_path / "keep")
+    kept = onnx.load(str(tmp_path / "keep" / "model.onnx")).graph.node
+    assert [n for n in kept if n.op_type == "MatMul" and "/intermediate/dense/" in n.name]
+    assert len([n for n in kept if n.op_type == "MatMulIntegerToFloat"]) == 4 * 2
+
+
 def test_blockwise_runs_as_fp32_weights_where_the_cpu_has_no_int8_dot_products(tiny_fit, tmp_path, monkeypatch):
     """On a CPU without int8 dot products (AVX2 only) MatMulNBits is slower than fp32, so the backend turns
     the int8 weights back into fp32 at load time: the probabilities of weight-only int8, batch-invariant,
@@ -705,5 +744,6 @@ def test_quantization_defaults_and_block_size():
     assert tiny_cfg(quantization="static").kept_float() == [FEED_FORWARD]
     assert tiny_cfg(quantization="blockwise").kept_float() == []
     assert tiny_cfg(quantization="blockwise", quantize_exclude=["x"]).kept_float() == ["x"]
+    assert tiny_cfg(quantization="rowwise").kept_float() == []
     with pytest.raises(ValidationError, match="power of two"):
         tiny_cfg(quantization="blockwise", quantization_block_size=96)

@@ -1,0 +1,116 @@
+"""Row-wise int8 (training.rowwise) on small hand-built ONNX graphs, run by ONNX Runtime."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from training.rowwise import quantize_rowwise, reference_matmul, weight_codes  # noqa: E402
+
+K, N, H = 24, 16, 40
+
+
+def graph(seed: int = 0, opset: int = 17) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """x (B, T, K) -> q = x @ Wq, k = x @ Wk (one shared input, as the attention projections), h = relu(q) @ Wo;
+    out = h + k @ Wk2 (a weight used twice: it must survive until its last use)."""
+    rng = np.random.default_rng(seed)
+    weights = {
+        "Wq": rng.normal(size=(K, N)).astype(np.float32),
+        "Wk": rng.normal(size=(K, N)).astype(np.float32),
+        "Wo": rng.normal(size=(N, H)).astype(np.float32),
+        "Wk2": rng.normal(size=(N, H)).astype(np.float32),
+    }
+    weights["Wk2"][:, 3] *= 40  # one output column far larger than the rest: its own scale
+    nodes = [
+        helper.make_node("MatMul", ["x", "Wq"], ["q"], name="proj_q"),
+        helper.make_node("MatMul", ["x", "Wk"], ["k"], name="proj_k"),
+        helper.make_node("Relu", ["q"], ["r"], name="relu"),
+        helper.make_node("MatMul", ["r", "Wo"], ["h"], name="out"),
+        helper.make_node("MatMul", ["k", "Wk2"], ["k2"], name="second"),
+        helper.make_node("MatMul", ["q", "Wk2"], ["q2"], name="shared_weight"),
+        helper.make_node("Add", ["h", "k2"], ["s"], name="sum"),
+        helper.make_node("Add", ["s", "q2"], ["y"], name="total"),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "toy",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "t", K])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "t", H])],
+        [numpy_helper.from_array(w, name) for name, w in weights.items()],
+    )
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)]), weights
+
+
+def run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return session.run(None, {"x": x})[0]
+
+
+def expected(x: np.ndarray, w: dict[str, np.ndarray]) -> np.ndarray:
+    q, k = reference_matmul(x, w["Wq"]), reference_matmul(x, w["Wk"])
+    out = reference_matmul(np.maximum(q, 0), w["Wo"]) + reference_matmul(k, w["Wk2"])
+    return out + reference_matmul(q, w["Wk2"])
+
+
+def test_every_constant_matmul_becomes_integer_and_matches_the_row_wise_arithmetic():
+    model, weights = graph()
+    x = np.random.default_rng(1).normal(size=(3, 5, K)).astype(np.float32)
+    x[1, 2] *= 100  # one token far larger than the rest: it gets its own scale
+    fp32 = run(model, x)
+    assert quantize_rowwise(model) == 5
+    types = [n.op_type for n in model.graph.node]
+    assert types.count("MatMulIntegerToFloat") == 5 and "MatMul" not in types
+    assert types.count("QuantizeLinear") == 4  # x, r, k, q: the projections of x share one quantization
+    names = {i.name for i in model.graph.initializer}
+    assert not names & set(weights)  # the float weights are gone, the shared one too once both uses are rewritten
+    got = run(model, x)
+    np.testing.assert_allclose(got, expected(x, weights), rtol=1e-4, atol=1e-3 * np.abs(got).max())
+    # and near the float graph: 7-bit weights and 8-bit activations, per row and column
+    assert np.abs(got - fp32).max() < 0.05 * np.abs(fp32).max()
+
+
+def test_a_row_scores_the_same_alone_or_in_any_batch():
+    model, _ = graph()
+    quantize_rowwise(model)
+    x = np.random.default_rng(2).normal(size=(4, 6, K)).astype(np.float32)
+    x[3] *= 50  # a loud neighbour must not change the others' scales
+    together = run(model, x)
+    for i in range(len(x)):
+        np.testing.assert_array_equal(run(model, x[i : i + 1])[0], together[i])
+    np.testing.assert_array_equal(run(model, x[:, :2]), together[:, :2])  # a shorter padding changes nothing
+
+
+def test_kept_matmuls_stay_float_and_zero_rows_give_zero():
+    model, _ = graph()
+    assert quantize_rowwise(model, keep={"out", "shared_weight"}) == 3
+    kept = {n.name for n in model.graph.node if n.op_type == "MatMul"}
+    assert kept == {"out", "shared_weight"}
+    assert {"Wo", "Wk2"} <= {i.name for i in model.graph.initializer}  # Wk2 still feeds shared_weight
+    assert np.all(run(model, np.zeros((1, 2, K), np.float32)) == 0)
+
+
+def test_weights_are_symmetric_codes_of_the_asked_bits():
+    w = np.random.default_rng(3).normal(size=(K, N)).astype(np.float32)
+    for bits, top in ((7, 63), (8, 127)):
+        codes, scales = weight_codes(w, bits)
+        assert codes.dtype == np.int8 and np.abs(codes).max() == top and codes.min() >= -top
+        assert np.abs(codes * scales - w).max() <= scales.max() / 2 + 1e-6
+    with pytest.raises(ValueError, match="between 2 and 8"):
+        weight_codes(w, 9)
+
+
+def test_old_opsets_and_graphs_without_weights_are_left_alone():
+    model, _ = graph(opset=13)
+    with pytest.raises(ValueError, match="opset 15"):
+        quantize_rowwise(model)
+    model, _ = graph()
+    before = model.SerializeToString()
+    assert quantize_rowwise(model, keep={"proj_q", "proj_k", "out", "second", "shared_weight"}) == 0
+    assert model.SerializeToString() == before

@@ -1,0 +1,142 @@
+"""Row-wise int8 for an exported ONNX graph: int8 weights per output, activations quantized per token at run time.
+
+Every MatMul with a constant 2-D weight becomes, in standard ONNX and ONNX Runtime ops:
+
+- once per distinct input ``x`` (the query, key and value projections share theirs): ``x`` as rows of its last
+  axis, each row's scale ``max|row| / 127`` (``ReduceMax`` of ``Abs``), and the row as uint8 around 128
+  (``QuantizeLinear`` along the rows, a zero point of 128 for every row);
+- per MatMul: ``MatMulIntegerToFloat`` (com.microsoft) of those codes and the int8 weights, which multiplies
+  in int8 (VNNI where the CPU has it, ``vpmaddubsw`` on AVX2, the dot products on ARM) and scales each output
+  column by its weight scale in the same pass, then a ``Mul`` by each row's scale, then the rows back in
+  ``x``'s leading shape.
+
+A row's scale depends on that row alone, so a comment scores the same alone or in any batch: per-tensor
+dynamic int8 (one scale for a whole batch) cannot say that, and ``MatMulNBits`` (blockwise) can but ran at
+about half this speed on the same CPU. Weights are symmetric per output column with ``weight_bits`` bits,
+7 by default: an AVX2 CPU without VNNI adds pairs of uint8 × int8 products in int16, which 8-bit weights
+can overflow (2 × 255 × 127 > 32767) and 7-bit ones cannot (2 × 255 × 64 = 32640).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+ZERO_POINT = 128  # activations: uint8 codes around 128, so a symmetric scale covers -127..127
+DEFAULT_WEIGHT_BITS = 7
+
+
+def weight_codes(weight: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """A ``(K, N)`` float weight as int8 codes and one float scale per output column (symmetric, ``bits`` bits)."""
+    if not 2 <= bits <= 8:
+        raise ValueError(f"weight bits must be between 2 and 8, not {bits}")
+    top = 2 ** (bits - 1) - 1
+    scales = np.maximum(np.abs(weight).max(axis=0), np.finfo(np.float32).tiny) / top
+    codes = np.clip(np.rint(weight / scales), -top, top).astype(np.int8)
+    return codes, scales.astype(np.float32)
+
+
+def reference_matmul(x: np.ndarray, weight: np.ndarray, bits: int = DEFAULT_WEIGHT_BITS) -> np.ndarray:
+    """What a rewritten MatMul computes, in numpy: for tests and for judging the rounding (``x``: ``(..., K)``)."""
+    codes, scales = weight_codes(weight, bits)
+    rows = x.reshape(-1, x.shape[-1]).astype(np.float32)
+    row_scales = np.maximum(np.abs(rows).max(axis=1), np.finfo(np.float32).tiny) / 127.0
+    q = np.clip(np.rint(rows / row_scales[:, None]), -127, 127).astype(np.int64)
+    out = (q @ codes.astype(np.int64)).astype(np.float32) * scales[None, :] * row_scales[:, None]
+    return out.reshape(*x.shape[:-1], weight.shape[1])
+
+
+def quantize_rowwise(model: Any, keep: set[str] | frozenset[str] = frozenset(), bits: int = DEFAULT_WEIGHT_BITS) -> int:
+    """Rewrite, in place, every MatMul of an ONNX ``ModelProto`` whose second input is a 2-D float initializer
+    (but those named in ``keep``) as row-wise int8. Returns how many MatMuls it rewrote."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 15:
+        raise ValueError(f"row-wise int8 needs ONNX opset 15 or later (Shape with an end), not {opset}")
+    initializers = {init.name: init for init in graph.initializer}
+    uses: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
+    const = "rowwise"
+    shared = [
+        numpy_helper.from_array(np.array(ZERO_POINT, np.uint8), f"{const}_zero_point"),
+        numpy_helper.from_array(np.array(1.0, np.float32), f"{const}_one"),
+        numpy_helper.from_array(np.array(1.0 / 127.0, np.float32), f"{const}_per_code"),
+        numpy_helper.from_array(np.array(np.finfo(np.float32).tiny, np.float32), f"{const}_tiny"),
+        numpy_helper.from_array(np.array([-1], np.int64), f"{const}_last"),
+    ]
+    rows_of: dict[str, tuple[str, str, str]] = {}  # input -> (uint8 codes, row scales (M, 1), leading shape)
+    nodes: list[Any] = []
+    dropped: set[str] = set()
+    done = 0
+    for node in graph.node:
+        weight = initializers.get(node.input[1]) if node.op_type == "MatMul" and len(node.input) == 2 else None
+        if (
+            weight is None
+            or node.name in keep
+            or len(weight.dims) != 2
+            or weight.data_type not in (TensorProto.FLOAT, TensorProto.FLOAT16)
+        ):
+            nodes.append(node)
+            continue
+        x = node.input[0]
+        k, n = (int(d) for d in weight.dims)
+        tag = f"{const}{done}"
+        if x not in rows_of:
+            p = f"{x}_{const}"
+            graph.initializer.append(numpy_helper.from_array(np.array([-1, k], np.int64), f"{p}_rows_shape"))
+            nodes += [
+                helper.make_node("Shape", [x], [f"{p}_lead"], name=f"{p}_lead", end=-1),
+                helper.make_node("Reshape", [x, f"{p}_rows_shape"], [f"{p}_rows"], name=f"{p}_rows"),
+                helper.make_node("Abs", [f"{p}_rows"], [f"{p}_abs"], name=f"{p}_abs"),
+                helper.make_node("ReduceMax", [f"{p}_abs"], [f"{p}_max"], name=f"{p}_max", axes=[1], keepdims=0),
+                helper.make_node("Max", [f"{p}_max", f"{const}_tiny"], [f"{p}_top"], name=f"{p}_top"),
+                helper.make_node("Mul", [f"{p}_top", f"{const}_per_code"], [f"{p}_scale"], name=f"{p}_scale"),
+                helper.make_node("Shape", [f"{p}_scale"], [f"{p}_count"], name=f"{p}_count"),
+                helper.make_node("Expand", [f"{const}_zero_point", f"{p}_count"], [f"{p}_zp"], name=f"{p}_zp"),
+                helper.make_node(
+                    "QuantizeLinear", [f"{p}_rows", f"{p}_scale", f"{p}_zp"], [f"{p}_codes"], name=f"{p}_codes", axis=0
+                ),
+                helper.make_node("Unsqueeze", [f"{p}_scale", f"{const}_last"], [f"{p}_col"], name=f"{p}_col"),
+            ]
+            rows_of[x] = (f"{p}_codes", f"{p}_col", f"{p}_lead")
+        codes, row_scale, lead = rows_of[x]
+        w_codes, w_scales = weight_codes(numpy_helper.to_array(weight).astype(np.float32), bits)
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(w_codes, f"{tag}_weight"),
+                numpy_helper.from_array(w_scales, f"{tag}_weight_scale"),
+                numpy_helper.from_array(np.array([n], np.int64), f"{tag}_width"),
+            ]
+        )
+        nodes += [
+            helper.make_node(
+                "MatMulIntegerToFloat",
+                [codes, f"{tag}_weight", f"{const}_one", f"{tag}_weight_scale", f"{const}_zero_point"],
+                [f"{tag}_cols"],
+                name=f"{tag}_matmul",
+                domain="com.microsoft",
+            ),
+            helper.make_node("Mul", [f"{tag}_cols", row_scale], [f"{tag}_out"], name=f"{tag}_scaled"),
+            helper.make_node("Concat", [lead, f"{tag}_width"], [f"{tag}_shape"], name=f"{tag}_shape", axis=0),
+            helper.make_node("Reshape", [f"{tag}_out", f"{tag}_shape"], [node.output[0]], name=f"{tag}_reshape"),
+        ]
+        uses[weight.name] -= 1
+        if not uses[weight.name]:
+            dropped.add(weight.name)
+        done += 1
+    for index in reversed(range(len(graph.initializer))):  # in place: extend() would copy the embedding table
+        if graph.initializer[index].name in dropped:
+            del graph.initializer[index]
+    if not done:
+        return 0
+    graph.initializer.extend(shared)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return done
