@@ -198,8 +198,8 @@ def _serving_notes(meta: dict[str, Any]) -> list[str]:
             notes.append(
                 f"- Scored alone vs in batches ({batch['rows']} held-out rows): max |Δp| {batch['max_abs_diff']:.4f}; "
                 f"decisions changed: {shares}. Dynamic int8 scales activations per batch, so a comment's scores "
-                "depend slightly on the comments scored with it; static and blockwise int8 (`quantization: static` "
-                "or `blockwise`) and the float export (`quantize: false`) do not."
+                "depend slightly on the comments scored with it; static, blockwise and rowwise int8 "
+                "(`quantization: static`, `blockwise` or `rowwise`) and the float export (`quantize: false`) do not."
             )
     if meta.get("ensemble_head_weights") and meta.get("family") == "ensemble":
         shares = ", ".join(f"{h} {w['transformer']:.2f}" for h, w in meta["ensemble_head_weights"].items())
@@ -288,8 +288,8 @@ def batch_consistency(
     """Each row scored alone (a one-comment HTTP call) vs in batches (``batched``: the same rows' scores).
 
     Dynamic int8 scales activations per batch, so a comment's probabilities depend on the comments scored
-    with it; static and blockwise int8 and a float export do not. Returns the largest |Δp| and, per head, the share of
-    rows whose decision (sentiment argmax, binary thresholds) differs.
+    with it; static, blockwise and rowwise int8 and a float export do not. Returns the largest |Δp| and, per
+    head, the share of rows whose decision (sentiment argmax, binary thresholds) differs.
     """
     texts, langs = rows["norm_text"].tolist(), rows["lang"].to_numpy()
     alone = score_one_at_a_time(backend, texts)
