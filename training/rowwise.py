@@ -48,9 +48,10 @@ def reference_matmul(x: np.ndarray, weight: np.ndarray, bits: int = DEFAULT_WEIG
 
 
 def quantize_rowwise(model: Any, keep: set[str] | frozenset[str] = frozenset(), bits: int = DEFAULT_WEIGHT_BITS) -> int:
-    """Rewrite, in place, every MatMul of an ONNX ``ModelProto`` whose second input is a 2-D float initializer
-    (but those named in ``keep``) as row-wise int8. Returns how many MatMuls it rewrote."""
-    from onnx import TensorProto, helper, numpy_helper
+    """Rewrite, in place, every MatMul of an ONNX ``ModelProto`` whose second input is a 2-D fp32 initializer
+    (but those named in ``keep``) as row-wise int8. Returns how many MatMuls it rewrote (a float weight
+    that something else still reads, an If or Loop body say, stays beside its int8 codes)."""
+    from onnx import AttributeProto, TensorProto, helper, numpy_helper
 
     graph = model.graph
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
@@ -61,6 +62,10 @@ def quantize_rowwise(model: Any, keep: set[str] | frozenset[str] = frozenset(), 
     for node in graph.node:
         for name in node.input:
             uses[name] = uses.get(name, 0) + 1
+        for attr in node.attribute:  # If, Loop, Scan bodies may read outer tensors: those weights stay
+            for body in [attr.g, *attr.graphs] if attr.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) else []:
+                for name in (i for inner in body.node for i in inner.input):
+                    uses[name] = uses.get(name, 0) + 1
     const = "rowwise"
     shared = [
         numpy_helper.from_array(np.array(ZERO_POINT, np.uint8), f"{const}_zero_point"),
@@ -79,7 +84,7 @@ def quantize_rowwise(model: Any, keep: set[str] | frozenset[str] = frozenset(), 
             weight is None
             or node.name in keep
             or len(weight.dims) != 2
-            or weight.data_type not in (TensorProto.FLOAT, TensorProto.FLOAT16)
+            or weight.data_type != TensorProto.FLOAT  # an fp16 graph would get fp32 out of MatMulIntegerToFloat
         ):
             nodes.append(node)
             continue
