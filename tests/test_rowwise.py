@@ -8,14 +8,14 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx import ModelProto, TensorProto, helper, numpy_helper  # noqa: E402
 
 from training.rowwise import quantize_rowwise, reference_matmul, weight_codes  # noqa: E402
 
 K, N, H = 24, 16, 40
 
 
-def graph(seed: int = 0, opset: int = 17) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+def graph(seed: int = 0, opset: int = 17) -> tuple[ModelProto, dict[str, np.ndarray]]:
     """x (B, T, K) -> q = x @ Wq, k = x @ Wk (one shared input, as the attention projections), h = relu(q) @ Wo;
     out = h + k @ Wk2 (a weight used twice: it must survive until its last use)."""
     rng = np.random.default_rng(seed)
@@ -46,7 +46,7 @@ def graph(seed: int = 0, opset: int = 17) -> tuple[onnx.ModelProto, dict[str, np
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)]), weights
 
 
-def run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+def run(model: ModelProto, x: np.ndarray) -> np.ndarray:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
