@@ -10,11 +10,12 @@ Every MatMul with a constant 2-D weight becomes, in standard ONNX and ONNX Runti
   column by its weight scale in the same pass, then a ``Mul`` by each row's scale, then the rows back in
   ``x``'s leading shape.
 
-A row's scale depends on that row alone, so a comment scores the same alone or in any batch: per-tensor
+A row's scale depends on that row alone, so the rewritten MatMuls give a token the same result alone or in
+any batch, and a comment's scores move only by the float rounding of the rest of the graph (~1e-7): per-tensor
 dynamic int8 (one scale for a whole batch) cannot say that, and ``MatMulNBits`` (blockwise) can but ran at
-about half this speed on the same CPU. Weights are symmetric per output column with ``weight_bits`` bits,
-7 by default: an AVX2 CPU without VNNI adds pairs of uint8 × int8 products in int16, which 8-bit weights
-can overflow (2 × 255 × 127 > 32767) and 7-bit ones cannot (2 × 255 × 64 = 32640).
+about 0.6x this speed on the same CPU. Weights are symmetric per output column with ``bits`` bits, 7 by
+default: an AVX2 (or AVX-512 without VNNI) CPU adds pairs of uint8 × int8 products in int16, which 8-bit
+weights can overflow (2 × 255 × 127 > 32767) and 7-bit ones cannot (2 × 255 × 63 = 32130).
 """
 
 from __future__ import annotations
@@ -58,15 +59,23 @@ def quantize_rowwise(model: Any, keep: set[str] | frozenset[str] = frozenset(), 
     if opset < 15:
         raise ValueError(f"row-wise int8 needs ONNX opset 15 or later (Shape with an end), not {opset}")
     initializers = {init.name: init for init in graph.initializer}
-    uses: dict[str, int] = {}
-    for node in graph.node:
-        for name in node.input:
-            uses[name] = uses.get(name, 0) + 1
-        for attr in node.attribute:  # If, Loop, Scan bodies may read outer tensors: those weights stay
-            for body in [attr.g, *attr.graphs] if attr.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) else []:
-                for name in (i for inner in body.node for i in inner.input):
-                    uses[name] = uses.get(name, 0) + 1
-    const = "rowwise"
+    uses: dict[str, int] = {out.name: 1 for out in graph.output}  # a weight that is also an output stays
+    names: set[str] = set(initializers) | {v.name for v in [*graph.input, *graph.output, *graph.value_info]}
+
+    def count(nodes: Any) -> None:  # If, Loop, Scan bodies (at any depth) may read outer tensors: those stay
+        for node in nodes:
+            names.update([node.name, *node.output])
+            for name in node.input:
+                uses[name] = uses.get(name, 0) + 1
+            for attr in node.attribute:
+                if attr.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS):
+                    for body in [attr.g, *attr.graphs] if attr.type == AttributeProto.GRAPHS else [attr.g]:
+                        count(body.node)
+
+    count(graph.node)
+    const = "rowwise"  # every name made here starts with it: a prefix no existing name starts with
+    while any(name.startswith(const) for name in names):
+        const += "_"
     shared = [
         numpy_helper.from_array(np.array(ZERO_POINT, np.uint8), f"{const}_zero_point"),
         numpy_helper.from_array(np.array(1.0, np.float32), f"{const}_one"),
@@ -74,7 +83,16 @@ def quantize_rowwise(model: Any, keep: set[str] | frozenset[str] = frozenset(), 
         numpy_helper.from_array(np.array(np.finfo(np.float32).tiny, np.float32), f"{const}_tiny"),
         numpy_helper.from_array(np.array([-1], np.int64), f"{const}_last"),
     ]
+    if opset >= 18:  # ReduceMax takes its axes as an input from opset 18 on
+        shared.append(numpy_helper.from_array(np.array([1], np.int64), f"{const}_row_axis"))
+
+    def reduce_max(data: str, out: str) -> Any:
+        if opset >= 18:
+            return helper.make_node("ReduceMax", [data, f"{const}_row_axis"], [out], name=out, keepdims=0)
+        return helper.make_node("ReduceMax", [data], [out], name=out, axes=[1], keepdims=0)
+
     rows_of: dict[str, tuple[str, str, str]] = {}  # input -> (uint8 codes, row scales (M, 1), leading shape)
+    coded: dict[str, str] = {}  # float weight -> the prefix of its int8 codes, scales and width
     nodes: list[Any] = []
     dropped: set[str] = set()
     done = 0
@@ -92,13 +110,13 @@ def quantize_rowwise(model: Any, keep: set[str] | frozenset[str] = frozenset(), 
         k, n = (int(d) for d in weight.dims)
         tag = f"{const}{done}"
         if x not in rows_of:
-            p = f"{x}_{const}"
+            p = f"{const}_in{len(rows_of)}"
             graph.initializer.append(numpy_helper.from_array(np.array([-1, k], np.int64), f"{p}_rows_shape"))
             nodes += [
                 helper.make_node("Shape", [x], [f"{p}_lead"], name=f"{p}_lead", end=-1),
                 helper.make_node("Reshape", [x, f"{p}_rows_shape"], [f"{p}_rows"], name=f"{p}_rows"),
                 helper.make_node("Abs", [f"{p}_rows"], [f"{p}_abs"], name=f"{p}_abs"),
-                helper.make_node("ReduceMax", [f"{p}_abs"], [f"{p}_max"], name=f"{p}_max", axes=[1], keepdims=0),
+                reduce_max(f"{p}_abs", f"{p}_max"),
                 helper.make_node("Max", [f"{p}_max", f"{const}_tiny"], [f"{p}_top"], name=f"{p}_top"),
                 helper.make_node("Mul", [f"{p}_top", f"{const}_per_code"], [f"{p}_scale"], name=f"{p}_scale"),
                 helper.make_node("Shape", [f"{p}_scale"], [f"{p}_count"], name=f"{p}_count"),
@@ -110,24 +128,28 @@ def quantize_rowwise(model: Any, keep: set[str] | frozenset[str] = frozenset(), 
             ]
             rows_of[x] = (f"{p}_codes", f"{p}_col", f"{p}_lead")
         codes, row_scale, lead = rows_of[x]
-        w_codes, w_scales = weight_codes(numpy_helper.to_array(weight).astype(np.float32), bits)
-        graph.initializer.extend(
-            [
-                numpy_helper.from_array(w_codes, f"{tag}_weight"),
-                numpy_helper.from_array(w_scales, f"{tag}_weight_scale"),
-                numpy_helper.from_array(np.array([n], np.int64), f"{tag}_width"),
-            ]
-        )
+        if weight.name not in coded:  # a weight that several MatMuls share is coded once
+            w = f"{const}_w{len(coded)}"
+            w_codes, w_scales = weight_codes(numpy_helper.to_array(weight).astype(np.float32), bits)
+            graph.initializer.extend(
+                [
+                    numpy_helper.from_array(w_codes, f"{w}_codes"),
+                    numpy_helper.from_array(w_scales, f"{w}_scale"),
+                    numpy_helper.from_array(np.array([n], np.int64), f"{w}_width"),
+                ]
+            )
+            coded[weight.name] = w
+        w = coded[weight.name]
         nodes += [
             helper.make_node(
                 "MatMulIntegerToFloat",
-                [codes, f"{tag}_weight", f"{const}_one", f"{tag}_weight_scale", f"{const}_zero_point"],
+                [codes, f"{w}_codes", f"{const}_one", f"{w}_scale", f"{const}_zero_point"],
                 [f"{tag}_cols"],
                 name=f"{tag}_matmul",
                 domain="com.microsoft",
             ),
             helper.make_node("Mul", [f"{tag}_cols", row_scale], [f"{tag}_out"], name=f"{tag}_scaled"),
-            helper.make_node("Concat", [lead, f"{tag}_width"], [f"{tag}_shape"], name=f"{tag}_shape", axis=0),
+            helper.make_node("Concat", [lead, f"{w}_width"], [f"{tag}_shape"], name=f"{tag}_shape", axis=0),
             helper.make_node("Reshape", [f"{tag}_out", f"{tag}_shape"], [node.output[0]], name=f"{tag}_reshape"),
         ]
         uses[weight.name] -= 1
