@@ -1,6 +1,7 @@
 """Serving speed of the transformer path: PyTorch fp32 vs ONNX Runtime fp32 vs ONNX Runtime int8 (dynamic, static,
 blockwise: with int8 kernels, and with its weights run as fp32, the fallback for CPUs without int8 dot products;
-rowwise). Every path runs once per round, in turn, and keeps its best round (``--rounds``).
+rowwise). The batched speeds: every path once per round, in turn, its best round kept (``--rounds``); the
+one-comment-per-call speeds and the load time and memory probes run once per path.
 
 Builds the multi-task model on the base encoder (the speed of a fine-tuned model is the speed of its
 architecture), exports it both ways, and scores typical comments (~32 tokens) in batches of 32 on the
@@ -54,13 +55,16 @@ def typical_comments(n: int, tokenizer, tokens: int) -> list[str]:
 
 
 def interleaved(fns: dict[str, Any], texts: list[str], batch: int, rounds: int) -> dict[str, float]:
-    """Best comments/s of each path over ``rounds`` rounds, every path once per round in turn: a busy spell
-    on a shared machine then slows all paths of a round, not one path's every try."""
+    """Best comments/s of each path over ``rounds`` rounds, every path once per round in turn, the order
+    rotated each round: a busy spell on a shared machine then slows all paths of a round, not one path's every
+    try, and no path always runs right after the same neighbour."""
     best = dict.fromkeys(fns, 0.0)
     for fn in fns.values():
         fn(texts[:batch])  # warm-up
-    for _ in range(rounds):
-        for name, fn in fns.items():
+    names = list(fns)
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:  # each round starts one path later
+            fn = fns[name]
             start = time.perf_counter()
             for i in range(0, len(texts), batch):
                 fn(texts[i : i + batch])
