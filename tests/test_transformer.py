@@ -636,6 +636,13 @@ def test_rowwise_quantization_covers_the_feed_forward_and_ignores_the_batch(tiny
     assert out["max_abs_diff"] < 1e-6 and not any(out["decisions_changed"].values())
     assert OnnxBackend(tmp_path / "rowwise", blockwise="fp32").blockwise_kernels is None  # runs as exported
 
+    # rowwise_slice: the feed-forward output's inputs (intermediate_size 64) in slices of 32, the rest whole
+    sliced = export_onnx(result, tiny_cfg(quantization="rowwise", rowwise_slice=32), tmp_path / "sliced")
+    nodes = onnx.load(str(tmp_path / "sliced" / "model.onnx")).graph.node
+    assert len([n for n in nodes if n.op_type == "Split"]) == 2  # one per layer
+    assert len([n for n in nodes if n.op_type == "MatMulIntegerToFloat"]) == 6 * 2 + 2
+    assert max(np.abs(reference[h] - sliced.predict_proba(texts)[h]).max() for h in reference) < 0.1
+
     export_onnx(result, tiny_cfg(quantization="rowwise", quantize_exclude=[FEED_FORWARD]), tmp_path / "keep")
     kept = onnx.load(str(tmp_path / "keep" / "model.onnx")).graph.node
     assert [n for n in kept if n.op_type == "MatMul" and "/intermediate/dense/" in n.name]

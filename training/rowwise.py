@@ -38,20 +38,30 @@ def weight_codes(weight: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]
     return codes, scales.astype(np.float32)
 
 
-def reference_matmul(x: np.ndarray, weight: np.ndarray, bits: int = DEFAULT_WEIGHT_BITS) -> np.ndarray:
+def reference_matmul(x: np.ndarray, weight: np.ndarray, bits: int = DEFAULT_WEIGHT_BITS, split: int = 0) -> np.ndarray:
     """What a rewritten MatMul computes, in numpy: for tests and for judging the rounding (``x``: ``(..., K)``)."""
-    codes, scales = weight_codes(weight, bits)
-    rows = x.reshape(-1, x.shape[-1]).astype(np.float32)
-    row_scales = np.maximum(np.abs(rows).max(axis=1), np.finfo(np.float32).tiny) / 127.0
-    q = np.clip(np.rint(rows / row_scales[:, None]), -127, 127).astype(np.int64)
-    out = (q @ codes.astype(np.int64)).astype(np.float32) * scales[None, :] * row_scales[:, None]
+    k = weight.shape[0]
+    step = split if split and k > split and k % split == 0 else k
+    rows = x.reshape(-1, k).astype(np.float32)
+    out = np.zeros((len(rows), weight.shape[1]), np.float32)
+    for start in range(0, k, step):
+        codes, scales = weight_codes(weight[start : start + step], bits)
+        part = rows[:, start : start + step]
+        row_scales = np.maximum(np.abs(part).max(axis=1), np.finfo(np.float32).tiny) / 127.0
+        q = np.clip(np.rint(part / row_scales[:, None]), -127, 127).astype(np.int64)
+        out += (q @ codes.astype(np.int64)).astype(np.float32) * scales[None, :] * row_scales[:, None]
     return out.reshape(*x.shape[:-1], weight.shape[1])
 
 
-def quantize_rowwise(model: Any, keep: set[str] | frozenset[str] = frozenset(), bits: int = DEFAULT_WEIGHT_BITS) -> int:
+def quantize_rowwise(
+    model: Any, keep: set[str] | frozenset[str] = frozenset(), bits: int = DEFAULT_WEIGHT_BITS, split: int = 0
+) -> int:
     """Rewrite, in place, every MatMul of an ONNX ``ModelProto`` whose second input is a 2-D fp32 initializer
-    (but those named in ``keep``) as row-wise int8. Returns how many MatMuls it rewrote (a float weight
-    that something else still reads, an If or Loop body say, stays beside its int8 codes)."""
+    (but those named in ``keep``) as row-wise int8. ``split``: an input wider than this (and a multiple of it)
+    is quantized in slices of this width, each with its own scale per row and its weight rows with their own
+    scale per column, and the slices' products summed: finer, and slower (0: never). Returns how many MatMuls
+    it rewrote (a float weight that something else still reads, an If or Loop body say, stays beside its int8
+    codes)."""
     from onnx import AttributeProto, TensorProto, helper, numpy_helper
 
     graph = model.graph
@@ -91,7 +101,7 @@ def quantize_rowwise(model: Any, keep: set[str] | frozenset[str] = frozenset(), 
             return helper.make_node("ReduceMax", [data, f"{const}_row_axis"], [out], name=out, keepdims=0)
         return helper.make_node("ReduceMax", [data], [out], name=out, axes=[1], keepdims=0)
 
-    rows_of: dict[str, tuple[str, str, str]] = {}  # input -> (uint8 codes, row scales (M, 1), leading shape)
+    rows_of: dict[str, tuple[list[tuple[str, str]], str]] = {}  # input -> ([(codes, row scales)], leading shape)
     coded: dict[str, str] = {}  # float weight -> the prefix of its int8 codes, scales and width
     nodes: list[Any] = []
     dropped: set[str] = set()
@@ -111,46 +121,75 @@ def quantize_rowwise(model: Any, keep: set[str] | frozenset[str] = frozenset(), 
         tag = f"{const}{done}"
         if x not in rows_of:
             p = f"{const}_in{len(rows_of)}"
+            parts = k // split if split and k > split and k % split == 0 else 1
             graph.initializer.append(numpy_helper.from_array(np.array([-1, k], np.int64), f"{p}_rows_shape"))
             nodes += [
                 helper.make_node("Shape", [x], [f"{p}_lead"], name=f"{p}_lead", end=-1),
                 helper.make_node("Reshape", [x, f"{p}_rows_shape"], [f"{p}_rows"], name=f"{p}_rows"),
-                helper.make_node("Abs", [f"{p}_rows"], [f"{p}_abs"], name=f"{p}_abs"),
-                reduce_max(f"{p}_abs", f"{p}_max"),
-                helper.make_node("Max", [f"{p}_max", f"{const}_tiny"], [f"{p}_top"], name=f"{p}_top"),
-                helper.make_node("Mul", [f"{p}_top", f"{const}_per_code"], [f"{p}_scale"], name=f"{p}_scale"),
-                helper.make_node("Shape", [f"{p}_scale"], [f"{p}_count"], name=f"{p}_count"),
-                helper.make_node("Expand", [f"{const}_zero_point", f"{p}_count"], [f"{p}_zp"], name=f"{p}_zp"),
-                helper.make_node(
-                    "QuantizeLinear", [f"{p}_rows", f"{p}_scale", f"{p}_zp"], [f"{p}_codes"], name=f"{p}_codes", axis=0
-                ),
-                helper.make_node("Unsqueeze", [f"{p}_scale", f"{const}_last"], [f"{p}_col"], name=f"{p}_col"),
             ]
-            rows_of[x] = (f"{p}_codes", f"{p}_col", f"{p}_lead")
-        codes, row_scale, lead = rows_of[x]
+            slices = [f"{p}_rows"]
+            if parts > 1:  # each slice of a wide input gets its own scale per row, each slice of W per column
+                slices = [f"{p}_rows{i}" for i in range(parts)]
+                graph.initializer.append(numpy_helper.from_array(np.full(parts, split, np.int64), f"{p}_split"))
+                nodes.append(helper.make_node("Split", [f"{p}_rows", f"{p}_split"], slices, name=f"{p}_split", axis=1))
+            quantized = []
+            for i, rows in enumerate(slices):
+                q = f"{p}_{i}"
+                nodes += [
+                    helper.make_node("Abs", [rows], [f"{q}_abs"], name=f"{q}_abs"),
+                    reduce_max(f"{q}_abs", f"{q}_max"),
+                    helper.make_node("Max", [f"{q}_max", f"{const}_tiny"], [f"{q}_top"], name=f"{q}_top"),
+                    helper.make_node("Mul", [f"{q}_top", f"{const}_per_code"], [f"{q}_scale"], name=f"{q}_scale"),
+                ]
+                if not i:  # one zero point per row, for every slice
+                    nodes += [
+                        helper.make_node("Shape", [f"{q}_scale"], [f"{p}_count"], name=f"{p}_count"),
+                        helper.make_node("Expand", [f"{const}_zero_point", f"{p}_count"], [f"{p}_zp"], name=f"{p}_zp"),
+                    ]
+                nodes += [
+                    helper.make_node(
+                        "QuantizeLinear", [rows, f"{q}_scale", f"{p}_zp"], [f"{q}_codes"], name=f"{q}_codes", axis=0
+                    ),
+                    helper.make_node("Unsqueeze", [f"{q}_scale", f"{const}_last"], [f"{q}_col"], name=f"{q}_col"),
+                ]
+                quantized.append((f"{q}_codes", f"{q}_col"))
+            rows_of[x] = (quantized, f"{p}_lead")
+        quantized, lead = rows_of[x]
         if weight.name not in coded:  # a weight that several MatMuls share is coded once
             w = f"{const}_w{len(coded)}"
-            w_codes, w_scales = weight_codes(numpy_helper.to_array(weight).astype(np.float32), bits)
-            graph.initializer.extend(
-                [
-                    numpy_helper.from_array(w_codes, f"{w}_codes"),
-                    numpy_helper.from_array(w_scales, f"{w}_scale"),
-                    numpy_helper.from_array(np.array([n], np.int64), f"{w}_width"),
-                ]
-            )
+            full = numpy_helper.to_array(weight).astype(np.float32)
+            step = k // len(quantized)
+            for i in range(len(quantized)):
+                w_codes, w_scales = weight_codes(full[i * step : (i + 1) * step], bits)
+                graph.initializer.extend(
+                    [
+                        numpy_helper.from_array(w_codes, f"{w}_codes{i}"),
+                        numpy_helper.from_array(w_scales, f"{w}_scale{i}"),
+                    ]
+                )
+            graph.initializer.append(numpy_helper.from_array(np.array([n], np.int64), f"{w}_width"))
             coded[weight.name] = w
         w = coded[weight.name]
+        parts_out = []
+        for i, (codes, row_scale) in enumerate(quantized):
+            nodes += [
+                helper.make_node(
+                    "MatMulIntegerToFloat",
+                    [codes, f"{w}_codes{i}", f"{const}_one", f"{w}_scale{i}", f"{const}_zero_point"],
+                    [f"{tag}_cols{i}"],
+                    name=f"{tag}_matmul{i}",
+                    domain="com.microsoft",
+                ),
+                helper.make_node("Mul", [f"{tag}_cols{i}", row_scale], [f"{tag}_part{i}"], name=f"{tag}_scaled{i}"),
+            ]
+            parts_out.append(f"{tag}_part{i}")
+        out = parts_out[0]
+        if len(parts_out) > 1:
+            out = f"{tag}_sum"
+            nodes.append(helper.make_node("Sum", parts_out, [out], name=out))
         nodes += [
-            helper.make_node(
-                "MatMulIntegerToFloat",
-                [codes, f"{w}_codes", f"{const}_one", f"{w}_scale", f"{const}_zero_point"],
-                [f"{tag}_cols"],
-                name=f"{tag}_matmul",
-                domain="com.microsoft",
-            ),
-            helper.make_node("Mul", [f"{tag}_cols", row_scale], [f"{tag}_out"], name=f"{tag}_scaled"),
             helper.make_node("Concat", [lead, f"{w}_width"], [f"{tag}_shape"], name=f"{tag}_shape", axis=0),
-            helper.make_node("Reshape", [f"{tag}_out", f"{tag}_shape"], [node.output[0]], name=f"{tag}_reshape"),
+            helper.make_node("Reshape", [out, f"{tag}_shape"], [node.output[0]], name=f"{tag}_reshape"),
         ]
         uses[weight.name] -= 1
         if not uses[weight.name]:

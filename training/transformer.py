@@ -471,16 +471,23 @@ def _quantize_blockwise(
 
 
 def _quantize_rowwise(
-    fp32: Any, target: Path, block_size: int, keep: list[str], patterns: list[re.Pattern[str]], vocab: int
+    fp32: Any,
+    target: Path,
+    block_size: int,
+    keep: list[str],
+    patterns: list[re.Pattern[str]],
+    vocab: int,
+    split: int = 0,
 ) -> None:
     """Every MatMul with a constant weight (but ``keep``) as row-wise int8 (see training.rowwise: int8 weights
-    per output, 7 bits; activations per token at run time), the word-embedding table as 8-bit blocks as for
-    blockwise. ``fp32``: the exported model as a ``ModelProto``, changed in place."""
+    per output, 7 bits; activations per token at run time; inputs wider than ``split``, in slices of it), the
+    word-embedding table as 8-bit blocks as for blockwise. ``fp32``: the exported model as a ``ModelProto``,
+    changed in place."""
     import onnx
 
     from training.rowwise import quantize_rowwise
 
-    done = quantize_rowwise(fp32, set(keep))
+    done = quantize_rowwise(fp32, set(keep), split=split)
     saved = _quantize_word_embeddings(fp32, block_size, patterns, vocab)
     log.info("row-wise int8: %d MatMuls; word embeddings as 8-bit blocks: %.0f MiB smaller", done, saved / 2**20)
     onnx.save(fp32, str(target))
@@ -559,9 +566,12 @@ def _quantize(
     if cfg.quantization == "dynamic":
         quantize_dynamic(str(fp32), str(target), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=keep)
         return
-    if cfg.quantization in ("blockwise", "rowwise"):
-        quantize = _quantize_blockwise if cfg.quantization == "blockwise" else _quantize_rowwise
-        quantize(parsed, target, cfg.quantization_block_size, keep, patterns, len(tokenizer))
+    if cfg.quantization == "blockwise":
+        _quantize_blockwise(parsed, target, cfg.quantization_block_size, keep, patterns, len(tokenizer))
+        return
+    if cfg.quantization == "rowwise":
+        block = cfg.quantization_block_size
+        _quantize_rowwise(parsed, target, block, keep, patterns, len(tokenizer), cfg.rowwise_slice)
         return
     quantize_static(
         str(fp32),
