@@ -292,6 +292,7 @@ def test_transformer_family_through_mlflow(tmp_path, tiny_base, monkeypatch):
     assert "test_tfidf/toxic/all/macro_f1" in run.data.metrics and "val_score" in run.data.metrics
     # the quantization check scored the same held-out rows with PyTorch fp32 and the (static) int8 export
     quant = inner.meta["quantization"]
+    assert quant["method"] == "static"
     assert quant["rows"] > 0 and 0 <= quant["max_abs_diff"] < 0.1
     assert set(quant["macro_f1"]) == {"pytorch_fp32", "exported"} and "toxic" in quant["macro_f1"]["exported"]
     assert run.data.metrics["quantization/max_abs_diff"] == pytest.approx(quant["max_abs_diff"])
@@ -754,3 +755,15 @@ def test_quantization_defaults_and_block_size():
     assert tiny_cfg(quantization="rowwise").kept_float() == []
     with pytest.raises(ValidationError, match="power of two"):
         tiny_cfg(quantization="blockwise", quantization_block_size=96)
+
+
+def test_model_card_says_how_the_checked_export_computes():
+    from training.train import _serving_notes
+
+    check = {"rows": 10, "max_abs_diff": 0.01, "macro_f1": {"pytorch_fp32": {"toxic": 0.8}, "exported": {"toxic": 0.8}}}
+    rowwise = "\n".join(_serving_notes({"quantization": {**check, "method": "rowwise"}}))
+    assert "Row-wise int8" in rowwise and "this check is what serving sees" in rowwise
+    blockwise_check = {**check, "method": "blockwise", "blockwise_kernels": "int8"}
+    blockwise = "\n".join(_serving_notes({"quantization": blockwise_check}))
+    assert "Row-wise" not in blockwise and "int8 kernels" in blockwise
+    assert "Row-wise" not in "\n".join(_serving_notes({"quantization": {**check, "method": "dynamic"}}))

@@ -187,6 +187,12 @@ def _serving_notes(meta: dict[str, Any]) -> list[str]:
                 "machine's CPU, or `TRIAGE_ONNX_BLOCKWISE=fp32`); where a serving CPU runs the int8 kernels, "
                 "the activations are quantized per token too, which moves probabilities a little more."
             )
+        elif quant.get("method") == "rowwise":
+            notes.append(
+                "- Row-wise int8 (7-bit weights per output, activations per token): every CPU runs the same "
+                "arithmetic (ONNX Runtime's int8 GEMM: VNNI, AVX2 or ARM dot products), so this check is what "
+                "serving sees."
+            )
         elif quant.get("blockwise_kernels") == "int8":
             notes.append(
                 "- This check ran ONNX Runtime's int8 kernels (weights and, per token, activations); a serving CPU "
@@ -264,6 +270,7 @@ def quantization_check(
         "max_abs_diff": max(float(np.abs(ref[h] - new[h]).max()) for h in ref),
         "macro_f1": macro_f1,
     }
+    out["method"] = cfg.transformer.quantization if cfg.transformer.quantize else "none"
     kernels = getattr(exported, "blockwise_kernels", None)
     if kernels:
         out["blockwise_kernels"] = kernels
