@@ -10,6 +10,7 @@ activation rounding.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -48,10 +49,25 @@ def blockwise_as_fp32(mode: str) -> bool:
     return mode == "fp32" or (mode == "auto" and has_int8_dot(cpu_flags()) is False)
 
 
+def all_nodes(nodes: Iterable[Any]) -> Iterator[Any]:
+    """ONNX ``nodes`` and, at any depth, the nodes of the If, Loop and Scan bodies among them (a body may read
+    tensors of the graphs around it)."""
+    from onnx import AttributeProto
+
+    for node in nodes:
+        yield node
+        for attr in node.attribute:
+            if attr.type == AttributeProto.GRAPH:
+                yield from all_nodes(attr.g.node)
+            elif attr.type == AttributeProto.GRAPHS:
+                for body in attr.graphs:
+                    yield from all_nodes(body.node)
+
+
 def dequantize_nbits(model: Any) -> int:
     """Replace every 8-bit ``MatMulNBits`` node of an ONNX ``ModelProto`` by a plain MatMul (and Add, where it
     has a bias) on the fp32 weights its int8 blocks encode. Returns how many nodes were replaced."""
-    from onnx import AttributeProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     graph = model.graph
     initializers = {init.name: init for init in graph.initializer}
@@ -85,11 +101,8 @@ def dequantize_nbits(model: Any) -> int:
         replaced += 1
         dropped.update(name for name in inputs[1:4] if name)
     if replaced:
-        used = {name for node in nodes for name in node.input} | {out.name for out in graph.output}
+        used = {name for node in all_nodes(nodes) for name in node.input} | {out.name for out in graph.output}
         used |= {value.name for value in graph.input}
-        graph_attrs = (AttributeProto.GRAPH, AttributeProto.GRAPHS)  # If, Loop, Scan bodies may use outer tensors
-        for sub in (n for n in nodes if any(a.type in graph_attrs for a in n.attribute)):
-            used |= {name for a in sub.attribute for g in [a.g, *a.graphs] for n in g.node for name in n.input}
         for index in reversed(range(len(graph.initializer))):  # in place: extend() would copy the embedding table
             name = graph.initializer[index].name
             if name in dropped and name not in used:

@@ -134,3 +134,25 @@ def test_a_bad_blockwise_mode_fails_at_service_start(monkeypatch):
         ServiceSettings()
     monkeypatch.setenv("TRIAGE_ONNX_BLOCKWISE", "fp32")
     assert ServiceSettings().onnx_blockwise == "fp32"
+
+
+def test_all_nodes_walks_bodies_at_any_depth():
+    from models.kernels import all_nodes
+
+    def identity(name: str, source: str):
+        return helper.make_node("Identity", [source], [name], name=name)
+
+    def branch(name: str, then, otherwise):  # an If whose bodies hold one node each
+        bodies = {
+            key: helper.make_graph(
+                [node], f"{name}_{key}", [], [helper.make_tensor_value_info(node.output[0], TensorProto.FLOAT, None)]
+            )
+            for key, node in (("then_branch", then), ("else_branch", otherwise))
+        }
+        return helper.make_node("If", ["c"], [name], name=name, **bodies)
+
+    outer = branch("outer", branch("inner", identity("deepest", "w"), identity("other", "v")), identity("u2", "u"))
+    first = helper.make_node("Identity", ["x"], ["y"], name="first")
+    names = [n.name for n in all_nodes([first, outer])]
+    assert names[:2] == ["first", "outer"]  # each node before its bodies' nodes, each once
+    assert sorted(names) == sorted(["first", "outer", "inner", "deepest", "other", "u2"])

@@ -38,10 +38,15 @@ def weight_codes(weight: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]
     return codes, scales.astype(np.float32)
 
 
+def slice_width(k: int, split: int) -> int:
+    """The width a ``k``-wide input is quantized in: ``split`` where it divides a wider ``k``, else ``k``."""
+    return split if split and k > split and k % split == 0 else k
+
+
 def reference_matmul(x: np.ndarray, weight: np.ndarray, bits: int = DEFAULT_WEIGHT_BITS, split: int = 0) -> np.ndarray:
     """What a rewritten MatMul computes, in numpy: for tests and for judging the rounding (``x``: ``(..., K)``)."""
     k = weight.shape[0]
-    step = split if split and k > split and k % split == 0 else k
+    step = slice_width(k, split)
     rows = x.reshape(-1, k).astype(np.float32)
     out = np.zeros((len(rows), weight.shape[1]), np.float32)
     for start in range(0, k, step):
@@ -62,7 +67,9 @@ def quantize_rowwise(
     scale per column, and the slices' products summed: finer, and slower (0: never). Returns how many MatMuls
     it rewrote (a float weight that something else still reads, an If or Loop body say, stays beside its int8
     codes)."""
-    from onnx import AttributeProto, TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper, numpy_helper
+
+    from models.kernels import all_nodes
 
     graph = model.graph
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
@@ -71,18 +78,10 @@ def quantize_rowwise(
     initializers = {init.name: init for init in graph.initializer}
     uses: dict[str, int] = {out.name: 1 for out in graph.output}  # a weight that is also an output stays
     names: set[str] = set(initializers) | {v.name for v in [*graph.input, *graph.output, *graph.value_info]}
-
-    def count(nodes: Any) -> None:  # If, Loop, Scan bodies (at any depth) may read outer tensors: those stay
-        for node in nodes:
-            names.update([node.name, *node.output])
-            for name in node.input:
-                uses[name] = uses.get(name, 0) + 1
-            for attr in node.attribute:
-                if attr.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS):
-                    for body in [attr.g, *attr.graphs] if attr.type == AttributeProto.GRAPHS else [attr.g]:
-                        count(body.node)
-
-    count(graph.node)
+    for node in all_nodes(graph.node):  # what If, Loop, Scan bodies read stays too
+        names.update([node.name, *node.output])
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
     const = "rowwise"  # every name made here starts with it: a prefix no existing name starts with
     while any(name.startswith(const) for name in names):
         const += "_"
@@ -121,7 +120,7 @@ def quantize_rowwise(
         tag = f"{const}{done}"
         if x not in rows_of:
             p = f"{const}_in{len(rows_of)}"
-            parts = k // split if split and k > split and k % split == 0 else 1
+            parts = k // slice_width(k, split)
             graph.initializer.append(numpy_helper.from_array(np.array([-1, k], np.int64), f"{p}_rows_shape"))
             nodes += [
                 helper.make_node("Shape", [x], [f"{p}_lead"], name=f"{p}_lead", end=-1),
