@@ -269,8 +269,8 @@ def quantization_check(
         "rows": len(test),
         "max_abs_diff": max(float(np.abs(ref[h] - new[h]).max()) for h in ref),
         "macro_f1": macro_f1,
+        "method": cfg.transformer.quantization if cfg.transformer.quantize else "none",
     }
-    out["method"] = cfg.transformer.quantization if cfg.transformer.quantize else "none"
     kernels = getattr(exported, "blockwise_kernels", None)
     if kernels:
         out["blockwise_kernels"] = kernels
