@@ -10,6 +10,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from onnx import GraphProto, ModelProto, NodeProto, TensorProto, helper, numpy_helper  # noqa: E402
 
+from models.kernels import cpu_flags, has_int8_dot  # noqa: E402
 from training.rowwise import quantize_rowwise, reference_matmul, weight_codes  # noqa: E402
 
 K, N, H = 24, 16, 40
@@ -125,6 +126,38 @@ def test_weights_are_symmetric_codes_of_the_asked_bits():
         assert np.all(np.abs(codes * scales - w) <= scales / 2 + 1e-6)  # each column within half its own step
     with pytest.raises(ValueError, match="between 2 and 8"):
         weight_codes(w, 9)
+
+
+def one_matmul(w: np.ndarray, bits: int) -> ModelProto:
+    k, n = w.shape
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"], name="m")],
+        "one",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "t", k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "t", n])],
+        [numpy_helper.from_array(w, "W")],
+    )
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    assert quantize_rowwise(model, bits=bits) == 1
+    return model
+
+
+def test_the_largest_codes_do_not_overflow_the_kernel_on_any_cpu():
+    """Activations at their extremes (uint8 codes 255 and 1) times weights at theirs, in pairs of the same sign:
+    the worst case for x86 kernels without int8 dot products, which add two uint8 x int8 products in 16 bits
+    (2 x 255 x 63 = 32,130 fits; with 8-bit weights 2 x 255 x 127 = 64,770 does not)."""
+    w = np.ones((64, 8), np.float32)
+    w[:, 1::2] = -1
+    x = np.ones((1, 3, 64), np.float32)
+    x[0, 1] = -1
+    x[0, 2, ::2] = -1
+    got = run(one_matmul(w, 7), x)
+    np.testing.assert_allclose(got, reference_matmul(x, w), rtol=1e-6)
+    assert got[0, 0, 0] == pytest.approx(64.0) and got[0, 1, 0] == pytest.approx(-64.0)
+    flags = cpu_flags()
+    if flags is not None and "avx2" in flags and has_int8_dot(flags) is False:  # why the default is 7 bits
+        eight = run(one_matmul(w, 8), x)
+        assert np.abs(eight - reference_matmul(x, w, bits=8)).max() > 1.0  # saturated: 0.51 for 64 on an AVX2 EPYC
 
 
 def test_newer_opsets_a_second_pass_and_tensors_read_elsewhere():
