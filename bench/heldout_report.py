@@ -90,7 +90,10 @@ def main() -> None:
 
     served = model.thresholds
     test_served = backend.combine(test_p, test["lang"].astype(str).tolist())
-    outputs = {n: (test_p[n], tune_thresholds(val, val_p[n], cfg.min_threshold_support)) for n in test_p}
+    outputs = {
+        n: (test_p[n], tune_thresholds(val, val_p[n], cfg.min_threshold_support, cfg.threshold_selection))
+        for n in test_p
+    }
     outputs["served"] = (test_served, served)
     columns: dict[str, dict[str, float]] = {}
     for name, (proba, rules) in outputs.items():

@@ -171,6 +171,75 @@ def test_threshold_tuning_finds_the_separating_cut():
     assert 0.3 < t <= 0.35
 
 
+def two_sources(seed: int) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """One language, two toxicity corpora: a large one, half positive, separable near 0.5; a small one with 8%
+    positives scored high, and negatives spread up to 0.8 (its best cut lies far above the large one's)."""
+    rng = np.random.default_rng(seed)
+    y_big = rng.random(2000) < 0.5
+    p_big = np.clip(0.5 + np.where(y_big, 0.15, -0.15) + rng.normal(0, 0.2, 2000), 0, 1)
+    y_small = rng.random(400) < 0.08
+    p_small = np.where(y_small, rng.uniform(0.8, 1.0, 400), rng.uniform(0.0, 0.8, 400))
+    frame = pd.DataFrame(
+        {
+            "lang": "pl",
+            "source": ["big"] * 2000 + ["small"] * 400,
+            "toxic": np.concatenate([y_big, y_small]).astype(float),
+            "complaint": np.nan,
+            "question": np.nan,
+        }
+    )
+    p = np.concatenate([p_big, p_small])
+    return frame, {"toxic": p, "complaint": np.zeros(len(p)), "question": np.zeros(len(p))}
+
+
+def test_source_mean_thresholds_count_each_corpus_once():
+    from training.evaluate import THRESHOLD_GRID, f1_curve, tune_thresholds
+
+    frame, proba = two_sources(0)
+    pooled = tune_thresholds(frame, proba, 10)["toxic"]
+    mean = tune_thresholds(frame, proba, 10, selection="source_mean")["toxic"]
+    assert set(pooled) == set(mean) == {"default", "pl"} and pooled["pl"] == tune_threshold(
+        frame["toxic"], proba["toxic"]
+    )
+    assert pooled["pl"] < 0.6 < mean["pl"]  # the large corpus sets the pooled cut
+
+    def source_f1(data: pd.DataFrame, p: np.ndarray, t: float) -> dict[str, float]:
+        at = int(np.argmin(np.abs(THRESHOLD_GRID - t)))
+        return {s: f1_curve(data["toxic"][data["source"] == s], p[data["source"] == s])[at] for s in ("big", "small")}
+
+    test, test_p = two_sources(1)  # fresh rows of the same corpora
+    before, after = source_f1(test, test_p["toxic"], pooled["pl"]), source_f1(test, test_p["toxic"], mean["pl"])
+    assert after["small"] > before["small"] + 0.1 and np.mean(list(after.values())) > np.mean(list(before.values()))
+    few = frame[(frame["source"] == "big") | (frame["toxic"] == 0)]  # the small corpus keeps no positive
+    keep = {h: p[few.index.to_numpy()] for h, p in proba.items()}
+    only_big = tune_thresholds(few.reset_index(drop=True), keep, 10, selection="source_mean")["toxic"]
+    assert only_big == tune_thresholds(few.reset_index(drop=True), keep, 10)["toxic"]  # a source needs both classes
+    none = tune_thresholds(frame, proba, 1500, selection="source_mean")["toxic"]
+    assert none == {"default": pooled["default"]}  # no corpus with enough of each class: the pooled cut
+
+
+def test_training_tunes_the_served_thresholds_as_configured(monkeypatch):
+    from training import train as train_module
+    from training.evaluate import tune_thresholds
+
+    frame, proba = two_sources(0)
+    frame = frame.assign(norm_text=[f"comment {i}" for i in range(len(frame))], sentiment=None)
+
+    class Scores:
+        def predict_proba(self, texts: list[str]) -> dict[str, np.ndarray]:
+            return {**proba, "sentiment": np.full((len(texts), 3), 1 / 3)}
+
+    monkeypatch.setattr(train_module, "fit_tfidf", lambda *args: Scores())
+    got = {}
+    for selection in ("pooled", "source_mean"):
+        cfg = TrainConfig(threshold_selection=selection)
+        got[selection] = train_module.fit_tfidf_family(frame, frame, frame, cfg).thresholds
+        assert got[selection] == tune_thresholds(frame, proba, cfg.min_threshold_support, selection)
+    assert got["pooled"]["toxic"]["pl"] < got["source_mean"]["toxic"]["pl"]
+    with pytest.raises(ValueError, match="threshold_selection"):
+        TrainConfig(threshold_selection="median")
+
+
 def test_f1_curve_matches_sklearn_at_every_threshold():
     from sklearn.metrics import f1_score
 

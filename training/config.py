@@ -225,6 +225,12 @@ class TrainConfig(_Strict):
     ensemble: Literal["auto", "always", "never"] = Field(
         "auto", description="transformer family: also train TF-IDF and serve the average if it wins on validation"
     )
+    threshold_selection: Literal["pooled", "source_mean"] = Field(
+        "pooled",
+        description="how a binary head's decision thresholds (global, per language) are tuned on validation: the "
+        "F1 over all the rows (pooled), or the mean F1 over the sources among them, each corpus counting once "
+        "(source_mean)",
+    )
     ensemble_selection: Literal["source_mean", "pooled"] = Field(
         "source_mean",
         description="how the ensemble's weights are chosen on validation: the mean macro-F1 over the (language, "

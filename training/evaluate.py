@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -23,18 +23,43 @@ def f1_curve(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     return np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), 0.0)
 
 
+def best_threshold(curve: np.ndarray) -> float:
+    """The threshold of :data:`THRESHOLD_GRID` where ``curve`` peaks (ties: the one nearest 0.5)."""
+    order = np.argsort(np.abs(THRESHOLD_GRID - 0.5), kind="stable")
+    return float(THRESHOLD_GRID[order[np.argmax(curve[order] >= curve.max() - 1e-9)]])
+
+
 def tune_threshold(y: np.ndarray, p: np.ndarray) -> float:
     """The threshold on P(1) that maximises F1 of the positive class (ties: the one nearest 0.5)."""
     y = np.asarray(y).astype(int)
     if y.min() == y.max():
         return 0.5
-    curve = f1_curve(y, p)
-    order = np.argsort(np.abs(THRESHOLD_GRID - 0.5), kind="stable")
-    return float(THRESHOLD_GRID[order[np.argmax(curve[order] >= curve.max() - 1e-9)]])
+    return best_threshold(f1_curve(y, p))
 
 
-def tune_thresholds(frame: pd.DataFrame, proba: Probabilities, min_support: int) -> dict[str, dict[str, float]]:
-    """Per binary head: a global threshold and one per language with enough labelled rows of each class."""
+def _balanced(y: np.ndarray, min_support: int) -> bool:
+    positives = int(y.sum())
+    return positives >= min_support and len(y) - positives >= min_support
+
+
+def tune_source_mean(y: np.ndarray, p: np.ndarray, sources: np.ndarray, min_support: int) -> float:
+    """The threshold that maximises the mean over sources of each one's positive-class F1, counting the sources
+    with ``min_support`` rows of each class (each corpus once, whatever its size); pooled F1 when none has."""
+    curves = [f1_curve(y[sel], p[sel]) for s in sorted(set(sources)) if _balanced(y[sel := sources == s], min_support)]
+    return best_threshold(np.mean(curves, axis=0)) if curves else tune_threshold(y, p)
+
+
+ThresholdSelection = Literal["pooled", "source_mean"]
+
+
+def tune_thresholds(
+    frame: pd.DataFrame, proba: Probabilities, min_support: int, selection: ThresholdSelection = "pooled"
+) -> dict[str, dict[str, float]]:
+    """Per binary head: a global threshold and one per language with enough labelled rows of each class.
+
+    ``pooled`` maximises F1 over all the rows (of the head, of the language); ``source_mean`` the mean F1 over
+    the sources among them (:func:`tune_source_mean`), so a small corpus with a rare positive class is not
+    cut at the threshold that suits a large one with another base rate."""
     out: dict[str, dict[str, float]] = {}
     for head in BINARY_HEADS:
         mask = frame[head].notna().to_numpy()
@@ -42,14 +67,16 @@ def tune_thresholds(frame: pd.DataFrame, proba: Probabilities, min_support: int)
             continue
         y = frame.loc[mask, head].astype(int).to_numpy()
         p = proba[head][mask]
-        thresholds = {"default": tune_threshold(y, p)}
-        langs = frame.loc[mask, "lang"].to_numpy()
-        for lang in sorted(set(langs)):
-            sel = langs == lang
-            positives = int(y[sel].sum())
-            if positives >= min_support and sel.sum() - positives >= min_support:
-                thresholds[str(lang)] = tune_threshold(y[sel], p[sel])
-        out[head] = thresholds
+        sources = frame.loc[mask, "source"].astype(str).to_numpy()
+        langs = frame.loc[mask, "lang"].astype(str).to_numpy()
+        slices = {"default": np.ones(len(y), dtype=bool)}
+        slices.update({lang: sel for lang in sorted(set(langs)) if _balanced(y[sel := langs == lang], min_support)})
+        out[head] = {
+            name: tune_source_mean(y[sel], p[sel], sources[sel], min_support)
+            if selection == "source_mean"
+            else tune_threshold(y[sel], p[sel])
+            for name, sel in slices.items()
+        }
     return out
 
 

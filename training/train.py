@@ -23,6 +23,7 @@ from training.config import TrainConfig
 from training.data import summarize
 from training.evaluate import (
     MIN_SLICE_ROWS,
+    ThresholdSelection,
     apply_thresholds,
     comparison_table,
     evaluate,
@@ -235,7 +236,9 @@ def _score(report: dict[str, Any]) -> float:
 
 def fit_tfidf_family(train_df: pd.DataFrame, val_df: pd.DataFrame, test_df: pd.DataFrame, cfg: TrainConfig) -> Fitted:
     backend = fit_tfidf(train_df, cfg.tfidf, cfg.source_weights)
-    thresholds = tune_thresholds(val_df, backend.predict_proba(val_df["norm_text"].tolist()), cfg.min_threshold_support)
+    thresholds = tune_thresholds(
+        val_df, backend.predict_proba(val_df["norm_text"].tolist()), cfg.min_threshold_support, cfg.threshold_selection
+    )
     report = evaluate(test_df, backend.predict_proba(test_df["norm_text"].tolist()), thresholds)
     return Fitted(backend, thresholds, report, "tfidf", {"tfidf": report})
 
@@ -262,7 +265,7 @@ def quantization_check(
     for name, score in scorers.items():
         val_p = score(val["norm_text"].tolist())
         test_p[name] = score(test["norm_text"].tolist())
-        thresholds[name] = tune_thresholds(val, val_p, cfg.min_threshold_support)
+        thresholds[name] = tune_thresholds(val, val_p, cfg.min_threshold_support, cfg.threshold_selection)
         macro_f1[name] = headline(evaluate(test, test_p[name], thresholds[name]))
     ref, new = test_p["pytorch_fp32"], test_p["exported"]
     out = {
@@ -340,6 +343,7 @@ def ensemble_weights(
     min_support: int,
     grid: tuple[float, ...] = ENSEMBLE_GRID,
     selection: str = "source_mean",
+    thresholds_by: ThresholdSelection = "pooled",
 ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, dict[str, float]]]]:
     """The transformer's share of the average (the rest TF-IDF's) with the best validation macro-F1: per head,
     and per head and language where the language has enough validation rows (as for its own threshold).
@@ -347,14 +351,15 @@ def ensemble_weights(
     ``selection="source_mean"`` scores a weight by the mean macro-F1 over the (language, source) cells with
     enough labels, so each corpus counts once however many rows it has (BAN-PL's rows, twice PolEval's, count
     no more than PolEval's); ``"pooled"`` by the macro-F1 over all rows of the head or language.
-    Each candidate weight gets its own thresholds tuned on the same validation rows; ties go to 0.5.
+    Each candidate weight gets its own thresholds tuned on the same validation rows (``thresholds_by``, as
+    :func:`training.evaluate.tune_thresholds`); ties go to 0.5.
     """
     from models.backends import EnsembleBackend
 
     reports, cells = {}, {}
     for w in grid:
         mix = EnsembleBackend({}, {"transformer": w, "tfidf": 1 - w}).combine(outputs)
-        thresholds = tune_thresholds(val_df, mix, min_support)
+        thresholds = tune_thresholds(val_df, mix, min_support, thresholds_by)
         reports[w] = evaluate(val_df, mix, thresholds)
         cells[w] = _cell_scores(val_df, mix, thresholds, min_support) if selection == "source_mean" else {}
     order = sorted(grid, key=lambda g: abs(g - 0.5))
@@ -422,14 +427,21 @@ def fit_transformer_family(
     if "tfidf" in candidates:
         members = {"transformer": candidates["transformer"], "tfidf": candidates["tfidf"]}
         head_weights, lang_weights = ensemble_weights(
-            val_df, {n: val_p[n] for n in members}, cfg.min_threshold_support, selection=cfg.ensemble_selection
+            val_df,
+            {n: val_p[n] for n in members},
+            cfg.min_threshold_support,
+            selection=cfg.ensemble_selection,
+            thresholds_by=cfg.threshold_selection,
         )
         ensemble = EnsembleBackend(members, {"transformer": 0.5, "tfidf": 0.5}, head_weights, lang_weights)
         weights_meta = {"ensemble_head_weights": head_weights, "ensemble_lang_weights": lang_weights}
         candidates["ensemble"] = ensemble
         val_p["ensemble"] = ensemble.combine({n: val_p[n] for n in members}, val_df["lang"].astype(str).tolist())
         test_p["ensemble"] = ensemble.combine({n: test_p[n] for n in members}, test_df["lang"].astype(str).tolist())
-    thresholds = {name: tune_thresholds(val_df, val_p[name], cfg.min_threshold_support) for name in candidates}
+    thresholds = {
+        name: tune_thresholds(val_df, val_p[name], cfg.min_threshold_support, cfg.threshold_selection)
+        for name in candidates
+    }
     val_scores = {name: _score(evaluate(val_df, val_p[name], thresholds[name])) for name in candidates}
     chosen = "transformer"
     if cfg.ensemble == "always" or (cfg.ensemble == "auto" and val_scores.get("ensemble", -1) > val_scores[chosen]):
