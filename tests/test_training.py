@@ -202,6 +202,7 @@ def test_source_mean_thresholds_count_each_corpus_once():
         frame["toxic"], proba["toxic"]
     )
     assert pooled["pl"] < 0.6 < mean["pl"]  # the large corpus sets the pooled cut
+    assert tune_thresholds(frame.drop(columns="source"), proba, 10)["toxic"] == pooled  # pooled reads no source
 
     def source_f1(data: pd.DataFrame, p: np.ndarray, t: float) -> dict[str, float]:
         at = int(np.argmin(np.abs(THRESHOLD_GRID - t)))

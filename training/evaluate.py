@@ -67,13 +67,14 @@ def tune_thresholds(
             continue
         y = frame.loc[mask, head].astype(int).to_numpy()
         p = proba[head][mask]
-        sources = frame.loc[mask, "source"].astype(str).to_numpy()
+        by_source = selection == "source_mean"  # pooled needs no source column
+        sources = frame.loc[mask, "source"].astype(str).to_numpy() if by_source else np.array([])
         langs = frame.loc[mask, "lang"].astype(str).to_numpy()
         slices = {"default": np.ones(len(y), dtype=bool)}
         slices.update({lang: sel for lang in sorted(set(langs)) if _balanced(y[sel := langs == lang], min_support)})
         out[head] = {
             name: tune_source_mean(y[sel], p[sel], sources[sel], min_support)
-            if selection == "source_mean"
+            if by_source
             else tune_threshold(y[sel], p[sel])
             for name, sel in slices.items()
         }
