@@ -4,7 +4,10 @@ Loads a registered model (``models:/comment-triage/N``), rebuilds its training r
 and config (the split is deterministic, so these are the run's held-out test rows), scores validation and test
 rows with each ensemble member, and prints per corpus the test metric the issue's targets use: each member
 alone with thresholds tuned on validation as training tunes them, and the served model with its own logged
-weights and thresholds, with a bootstrap 95% interval.
+weights and thresholds, with a bootstrap 95% interval. ``--diagnose`` adds, per binary target corpus, where a
+short F1 comes from: how well each column ranks the corpus's rows (ROC-AUC, average precision), its
+precision and recall at the thresholds it uses, the F1 a threshold tuned on that corpus's own validation rows
+would give, and the F1 at the best threshold on the test rows themselves (an upper bound, not a result).
 
     python bench/heldout_report.py --data ../shared/data/train --config configs/transformer_cpu_6l.yaml \
         --model models:/comment-triage/1
@@ -17,13 +20,14 @@ import time
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from models.backends import EnsembleBackend
 from models.store import configure_mlflow
 from service.predictor import load_predictor
 from training.config import load_config
 from training.data import load_data
-from training.evaluate import evaluate, headline, tune_thresholds
+from training.evaluate import apply_thresholds, evaluate, f1_curve, headline, tune_threshold, tune_thresholds
 from training.prepare import prepare
 from training.settings import TrainingSettings
 
@@ -63,12 +67,50 @@ def bootstrap(frame: pd.DataFrame, proba: dict, rules: dict, head: str, source: 
     return f"{low:.3f}–{high:.3f}"
 
 
+def diagnose(
+    val: pd.DataFrame, test: pd.DataFrame, val_p: dict, outputs: dict, targets: list[tuple[str, str, str]]
+) -> None:
+    """Per binary target corpus and column: ranking, precision and recall at its thresholds, and the F1 of
+    a threshold of the corpus's own (tuned on its validation rows; the best on its test rows, an upper bound)."""
+    columns = ["ROC-AUC", "avg precision", "precision / recall", "F1", "F1, own val threshold", "F1, best test one"]
+    print("\n| corpus · column | " + " | ".join(columns) + " |")
+    print("|---" * (len(columns) + 1) + "|")
+    for head, source, _ in targets:
+        if head == "sentiment":
+            continue
+        t_rows = ((test["source"] == source) & test[head].notna()).to_numpy()
+        v_rows = ((val["source"] == source) & val[head].notna()).to_numpy()
+        y, y_val = test.loc[t_rows, head].astype(int).to_numpy(), val.loc[v_rows, head].astype(int).to_numpy()
+        if y.min() == y.max():
+            continue
+        for name, (proba, rules) in outputs.items():
+            p = proba[head][t_rows]
+            langs = test.loc[t_rows, "lang"].astype(str).to_numpy()
+            predicted = apply_thresholds(p, langs, rules[head])
+            tp = int((predicted & (y == 1)).sum())
+            precision, recall = tp / max(int(predicted.sum()), 1), tp / int(y.sum())
+            f1 = 2 * tp / (int(predicted.sum()) + int(y.sum()))
+            p_val = val_p[name][head][v_rows]
+            own = tune_threshold(y_val, p_val)
+            own_f1 = 2 * int(((p >= own) & (y == 1)).sum()) / (int((p >= own).sum()) + int(y.sum()))
+            cells = [
+                f"{roc_auc_score(y, p):.3f}",
+                f"{average_precision_score(y, p):.3f} (base {y.mean():.3f})",
+                f"{precision:.3f} / {recall:.3f}",
+                f"{f1:.3f}",
+                f"{own_f1:.3f} (t={own:.2f})",
+                f"{f1_curve(y, p).max():.3f}",
+            ]
+            print(f"| {head} · {source} · {name} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", nargs="+", required=True)
     parser.add_argument("--config", required=True)
     parser.add_argument("--model", required=True)
     parser.add_argument("--bootstrap", type=int, default=300, help="resamples for the served intervals (0: none)")
+    parser.add_argument("--diagnose", action="store_true", help="add ranking and threshold checks per binary target")
     args = parser.parse_args()
 
     cfg = load_config(args.config)
@@ -113,6 +155,9 @@ def main() -> None:
     for label, row in table.iterrows():
         cells = [f"{v:.3f}" if isinstance(v, float) else str(v) for v in row]
         print(f"| {label} | " + " | ".join(cells) + " |")
+    if args.diagnose:
+        val_p["served"] = backend.combine(val_p, val["lang"].astype(str).tolist())
+        diagnose(val, test, val_p, outputs, targets)
 
 
 if __name__ == "__main__":
