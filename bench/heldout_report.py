@@ -91,14 +91,17 @@ def diagnose(
             precision, recall = tp / max(int(predicted.sum()), 1), tp / int(y.sum())
             f1 = 2 * tp / (int(predicted.sum()) + int(y.sum()))
             p_val = val_p[name][head][v_rows]
-            own = tune_threshold(y_val, p_val)
-            own_f1 = 2 * int(((p >= own) & (y == 1)).sum()) / (int((p >= own).sum()) + int(y.sum()))
+            own_cell = "no validation rows"
+            if len(y_val):
+                own = tune_threshold(y_val, p_val)
+                own_f1 = 2 * int(((p >= own) & (y == 1)).sum()) / (int((p >= own).sum()) + int(y.sum()))
+                own_cell = f"{own_f1:.3f} (t={own:.2f})"
             cells = [
                 f"{roc_auc_score(y, p):.3f}",
                 f"{average_precision_score(y, p):.3f} (base {y.mean():.3f})",
                 f"{precision:.3f} / {recall:.3f}",
                 f"{f1:.3f}",
-                f"{own_f1:.3f} (t={own:.2f})",
+                own_cell,
                 f"{f1_curve(y, p).max():.3f}",
             ]
             print(f"| {head} · {source} · {name} | " + " | ".join(cells) + " |")
