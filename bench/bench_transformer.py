@@ -1,6 +1,8 @@
 """Serving speed of the transformer path: PyTorch fp32 vs ONNX Runtime fp32 vs ONNX Runtime int8 (dynamic, static,
 blockwise: with int8 kernels, and with its weights run as fp32, the fallback for CPUs without int8 dot products;
-rowwise). The batched speeds: every path once per round, in turn, its best round kept (``--rounds``); the
+rowwise). The batched speeds: every path once per round, in turn, its best and its median round shown
+(``--rounds``; on a machine whose speed drifts, the best round may be a fast spell and the median the steady
+rate, so compare ratios within one column); the
 one-comment-per-call speeds and the load time and memory probes run once per path.
 
 Builds the multi-task model on the base encoder (the speed of a fine-tuned model is the speed of its
@@ -54,11 +56,11 @@ def typical_comments(n: int, tokenizer, tokens: int) -> list[str]:
     return [out[i % len(out)] for i in range(n)]
 
 
-def interleaved(fns: dict[str, Any], texts: list[str], batch: int, rounds: int) -> dict[str, float]:
-    """Best comments/s of each path over ``rounds`` rounds, every path once per round in turn, the order
+def interleaved(fns: dict[str, Any], texts: list[str], batch: int, rounds: int) -> dict[str, list[float]]:
+    """Comments/s of each path in each of ``rounds`` rounds, every path once per round in turn, the order
     rotated each round: a busy spell on a shared machine then slows all paths of a round, not one path's every
     try, and no path always runs right after the same neighbour."""
-    best = dict.fromkeys(fns, 0.0)
+    rates: dict[str, list[float]] = {name: [] for name in fns}
     for fn in fns.values():
         fn(texts[:batch])  # warm-up
     names = list(fns)
@@ -68,8 +70,8 @@ def interleaved(fns: dict[str, Any], texts: list[str], batch: int, rounds: int) 
             start = time.perf_counter()
             for i in range(0, len(texts), batch):
                 fn(texts[i : i + batch])
-            best[name] = max(best[name], len(texts) / (time.perf_counter() - start))
-    return best
+            rates[name].append(len(texts) / (time.perf_counter() - start))
+    return rates
 
 
 RSS_PROBE = """
@@ -115,7 +117,9 @@ def main() -> None:
     parser.add_argument("--home", default=".triage")
     parser.add_argument("--comments", type=int, default=1024)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=3, help="every path once per round, in turn; best round kept")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="every path once per round, in turn; best and median round shown"
+    )
     parser.add_argument("--tokens", type=int, default=32, help="about this many tokens per comment")
     parser.add_argument("--layers", type=int, default=None, help="keep the bottom N encoder layers")
     parser.add_argument(
@@ -236,7 +240,8 @@ def main() -> None:
     for name in ("int8", "int8-trimmed", "int8-blockwise", "int8-rowwise", "int8-rowwise-trimmed"):
         loads[name] = probe(tmp_root / name, texts)
 
-    base = results["pytorch fp32"]
+    best = {name: max(values) for name, values in results.items()}
+    median = {name: float(np.median(values)) for name, values in results.items()}
     print(
         f"comments: {len(texts)}, tokens per comment: median {int(np.median(lengths))}, "
         f"mean {np.mean(lengths):.1f}; batch {args.batch}; layers {config(model).num_hidden_layers}; "
@@ -246,10 +251,11 @@ def main() -> None:
         f"CPU int8 dot products (AVX512-VNNI, AVX-VNNI, AMX, ARM SDOT): {has_int8_dot(cpu_flags())}; "
         f"a blockwise model is served here with {served} (TRIAGE_ONNX_BLOCKWISE=auto)"
     )
-    print("| path | comments/s | vs PyTorch fp32 |")
-    print("|---|---:|---:|")
-    for name, value in results.items():
-        print(f"| {name} | {value:.1f} | {value / base:.2f}x |")
+    print(f"| path | comments/s, best of {args.rounds} rounds | vs PyTorch fp32 | median round | vs PyTorch fp32 |")
+    print("|---|---:|---:|---:|---:|")
+    for name in results:
+        ratio, steady = best[name] / best["pytorch fp32"], median[name] / median["pytorch fp32"]
+        print(f"| {name} | {best[name]:.1f} | {ratio:.2f}x | {median[name]:.1f} | {steady:.2f}x |")
     print(f"vocabulary: {vocab[0]:,} pieces, trimmed {vocab[1]:,}")
     print("ONNX model size: " + ", ".join(f"{name} {mib:.0f} MiB" for name, mib in sizes.items()))
     print(f"int8 vs PyTorch fp32, max |Δp| over 256 comments and all heads: {diff:.4f} (rowwise {rowwise_diff:.4f})")
@@ -259,8 +265,10 @@ def main() -> None:
     print("one comment per call (the single-comment HTTP path): comments/s, and max |Δp| vs the same comments scored")
     print("in batches (dynamic int8 scales activations per batch, so a comment's scores depend on its batch;")
     print("static int8 fixes the scales on calibration texts, blockwise and rowwise int8 scale each token by itself):")
+    torch_rate = median["pytorch fp32"]
     for name, (speed, drift) in alone.items():
-        print(f"  {name}: {speed:.1f}/s ({speed / base:.2f}x PyTorch fp32 batched), max |Δp| vs batched {drift:.4f}")
+        ratio = speed / torch_rate
+        print(f"  {name}: {speed:.1f}/s ({ratio:.2f}x PyTorch fp32 batched, median), max |Δp| vs batched {drift:.4f}")
     for name, (seconds, rss) in loads.items():
         print(f"{name}: a fresh process loads it in {seconds:.2f} s; peak RSS while serving {rss:.0f} MiB")
     shutil.rmtree(tmp_root, ignore_errors=True)
