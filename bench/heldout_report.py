@@ -20,14 +20,14 @@ import time
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import average_precision_score
 
 from models.backends import EnsembleBackend
 from models.store import configure_mlflow
 from service.predictor import load_predictor
 from training.config import load_config
 from training.data import load_data
-from training.evaluate import apply_thresholds, evaluate, f1_curve, headline, tune_threshold, tune_thresholds
+from training.evaluate import binary_metrics, evaluate, f1_curve, headline, tune_threshold, tune_thresholds
 from training.prepare import prepare
 from training.settings import TrainingSettings
 
@@ -67,11 +67,10 @@ def bootstrap(frame: pd.DataFrame, proba: dict, rules: dict, head: str, source: 
     return f"{low:.3f}–{high:.3f}"
 
 
-def diagnose(
-    val: pd.DataFrame, test: pd.DataFrame, val_p: dict, outputs: dict, targets: list[tuple[str, str, str]]
-) -> None:
-    """Per binary target corpus and column: ranking, precision and recall at its thresholds, and the F1 of
-    a threshold of the corpus's own (tuned on its validation rows; the best on its test rows, an upper bound)."""
+def diagnose(val: pd.DataFrame, test: pd.DataFrame, val_p: dict, outputs: dict, reports: dict, targets: list) -> None:
+    """Per binary target corpus and column: ranking, precision and recall at its thresholds (from its test
+    ``reports``), and the F1 of a threshold of the corpus's own (tuned on its validation rows; the best on its
+    test rows, an upper bound)."""
     columns = ["ROC-AUC", "avg precision", "precision / recall", "F1", "F1, own val threshold", "F1, best test one"]
     print("\n| corpus · column | " + " | ".join(columns) + " |")
     print("|---" * (len(columns) + 1) + "|")
@@ -83,24 +82,18 @@ def diagnose(
         y, y_val = test.loc[t_rows, head].astype(int).to_numpy(), val.loc[v_rows, head].astype(int).to_numpy()
         if y.min() == y.max():
             continue
-        for name, (proba, rules) in outputs.items():
+        for name, (proba, _) in outputs.items():
             p = proba[head][t_rows]
-            langs = test.loc[t_rows, "lang"].astype(str).to_numpy()
-            predicted = apply_thresholds(p, langs, rules[head])
-            tp = int((predicted & (y == 1)).sum())
-            precision, recall = tp / max(int(predicted.sum()), 1), tp / int(y.sum())
-            f1 = 2 * tp / (int(predicted.sum()) + int(y.sum()))
-            p_val = val_p[name][head][v_rows]
+            at_rules = reports[name][head][f"source_{source}"]
             own_cell = "no validation rows"
             if len(y_val):
-                own = tune_threshold(y_val, p_val)
-                own_f1 = 2 * int(((p >= own) & (y == 1)).sum()) / (int((p >= own).sum()) + int(y.sum()))
-                own_cell = f"{own_f1:.3f} (t={own:.2f})"
+                own = tune_threshold(y_val, val_p[name][head][v_rows])
+                own_cell = f"{binary_metrics(y, p, p >= own)['f1']:.3f} (t={own:.2f})"
             cells = [
-                f"{roc_auc_score(y, p):.3f}",
+                f"{at_rules['roc_auc']:.3f}",
                 f"{average_precision_score(y, p):.3f} (base {y.mean():.3f})",
-                f"{precision:.3f} / {recall:.3f}",
-                f"{f1:.3f}",
+                f"{at_rules['precision']:.3f} / {at_rules['recall']:.3f}",
+                f"{at_rules['f1']:.3f}",
                 own_cell,
                 f"{f1_curve(y, p).max():.3f}",
             ]
@@ -141,8 +134,8 @@ def main() -> None:
     }
     outputs["served"] = (test_served, served)
     columns: dict[str, dict[str, float]] = {}
-    for name, (proba, rules) in outputs.items():
-        report = evaluate(test, proba, rules)
+    reports = {name: evaluate(test, proba, rules) for name, (proba, rules) in outputs.items()}
+    for name, report in reports.items():
         columns[name] = {f"{h} · {s} ({m})": report[h][f"source_{s}"][m] for h, s, m in targets}
         columns[name].update({f"{h} · all rows (macro_f1)": v for h, v in headline(report).items()})
         for lang in ("pl", "ru", "uk", "en", "de"):
@@ -160,7 +153,7 @@ def main() -> None:
         print(f"| {label} | " + " | ".join(cells) + " |")
     if args.diagnose:
         val_p["served"] = backend.combine(val_p, val["lang"].astype(str).tolist())
-        diagnose(val, test, val_p, outputs, targets)
+        diagnose(val, test, val_p, outputs, reports, targets)
 
 
 if __name__ == "__main__":
