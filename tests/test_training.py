@@ -269,6 +269,39 @@ def test_shipped_training_configs_load_and_share_one_held_out_split():
     assert len({t.text_prefix for t in transformers.values()}) == 1  # e5 expects the same prefix everywhere
 
 
+def test_config_extends_another_and_overrides_it_key_by_key(tmp_path):
+    (tmp_path / "base.yaml").write_text(
+        "family: transformer\nsource_weights:\n  a: 3\n  b: 2\n"
+        "transformer:\n  max_length: 64\n  max_steps: 100\n  quantize_exclude: ['x']\n"
+    )
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "mid.yaml").write_text("extends: ../base.yaml\nsource_weights:\n  b: 1\n")
+    child = tmp_path / "sub" / "child.yaml"
+    child.write_text("extends: mid.yaml\ntransformer:\n  max_steps: 200\n  quantize_exclude: null\n")
+    cfg = load_config(child)
+    assert cfg.family == "transformer" and cfg.source_weights == {"a": 3, "b": 1}
+    assert (cfg.transformer.max_length, cfg.transformer.max_steps) == (64, 200)
+    assert cfg.transformer.quantize_exclude is None  # a key set to null replaces the base's value
+
+
+@pytest.mark.parametrize(
+    ("files", "fragment"),
+    [
+        ({"c.yaml": "extends: gone.yaml\n"}, "gone.yaml: no such file (extended by {dir}/c.yaml)"),
+        ({"c.yaml": "extends: b.yaml\n", "b.yaml": "extends: c.yaml\n"}, "b.yaml: extends: c.yaml extends this"),
+        ({"c.yaml": "extends: c.yaml\n"}, "c.yaml: extends: c.yaml extends this file again"),
+        ({"c.yaml": "extends: [a.yaml]\n"}, "c.yaml: extends: must be the path of another config file"),
+        ({"c.yaml": "extends: b.yaml\n", "b.yaml": "tfidf:\n  bogus: 1\n"}, "c.yaml: tfidf.bogus: Extra inputs"),
+    ],
+)
+def test_config_extends_errors_name_the_file(tmp_path, files, fragment):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "c.yaml")
+    assert fragment.format(dir=tmp_path) in str(info.value)
+
+
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [

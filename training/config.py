@@ -255,21 +255,46 @@ def validation_details(exc: ValidationError) -> str:
 
 
 def load_config(path: str | Path | None) -> TrainConfig:
+    """A training config from YAML. ``extends: other.yaml`` (relative to the file) starts from that config:
+    this file's keys replace its keys, mappings key by key (so a key can be changed, not removed)."""
     if path is None:
         return TrainConfig()
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML ({exc})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the config must be a mapping")
+    raw = _read_mapping(path, ())
     try:
         return TrainConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{path}: {validation_details(exc)}") from None
+
+
+def _read_mapping(path: Path, chain: tuple[Path, ...]) -> dict[str, object]:
+    """The YAML mapping at ``path`` merged over the one it ``extends``; ``chain``: the files extending it."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        via = f" (extended by {chain[-1]})" if chain else ""
+        raise ConfigError(f"{path}: no such file{via}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the config must be a mapping")
+    if "extends" not in raw:
+        return raw
+    base = raw.pop("extends")
+    if not isinstance(base, str) or not base.strip():
+        raise ConfigError(f"{path}: extends: must be the path of another config file (got {base!r})")
+    parent = path.parent / base
+    if parent.resolve() in {p.resolve() for p in (*chain, path)}:
+        raise ConfigError(f"{path}: extends: {base} extends this file again (a cycle)")
+    return _merged(_read_mapping(parent, (*chain, path)), raw)
+
+
+def _merged(base: dict[str, object], override: dict[str, object]) -> dict[str, object]:
+    out = dict(base)
+    for key, value in override.items():
+        below = out.get(key)
+        out[key] = _merged(below, value) if isinstance(below, dict) and isinstance(value, dict) else value
+    return out
 
 
 def seed_config() -> TrainConfig:
