@@ -37,9 +37,13 @@ def tune_threshold(y: np.ndarray, p: np.ndarray) -> float:
     return best_threshold(f1_curve(y, p))
 
 
+def enough_of_each(positives: int, rows: int, min_support: int) -> bool:
+    """``min_support`` rows of each class among ``rows``: enough for a threshold or an F1 to mean something."""
+    return min(positives, rows - positives) >= min_support
+
+
 def _balanced(y: np.ndarray, min_support: int) -> bool:
-    positives = int(y.sum())
-    return positives >= min_support and len(y) - positives >= min_support
+    return enough_of_each(int(y.sum()), len(y), min_support)
 
 
 def tune_source_mean(y: np.ndarray, p: np.ndarray, sources: np.ndarray, min_support: int) -> float:

@@ -26,6 +26,7 @@ from training.evaluate import (
     ThresholdSelection,
     apply_thresholds,
     comparison_table,
+    enough_of_each,
     evaluate,
     flatten,
     headline,
@@ -320,7 +321,7 @@ ENSEMBLE_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 def _enough(metrics: dict[str, float], min_support: int) -> bool:
     if "positives" in metrics:
-        return min(metrics["positives"], metrics["support"] - metrics["positives"]) >= min_support
+        return enough_of_each(int(metrics["positives"]), int(metrics["support"]), min_support)
     return metrics["support"] >= 3 * min_support
 
 
