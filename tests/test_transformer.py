@@ -211,19 +211,20 @@ def test_bf16_autocast_trains_fp32_weights(tiny_base, seed_rows):
     assert not all(torch.equal(state[k], v) for k, v in fp32.model.state_dict().items())
 
 
-def test_precision_auto_takes_bf16_only_where_the_hardware_has_it(tmp_path, monkeypatch):
+def test_precision_auto_takes_bf16_only_where_it_trains_faster(tmp_path, monkeypatch):
     from training import transformer as tr
 
     info = tmp_path / "cpuinfo"
+    info.write_text("processor : 0\nflags : fpu sse avx2 avx512f avx512_bf16 amx_bf16 amx_tile avx512_vnni\n")
+    assert tr.cpu_has_amx_bf16(info)
+    # AVX512-BF16 without AMX trains bf16 slower than fp32: not taken
     info.write_text("processor : 0\nflags : fpu sse avx2 avx512f avx512_bf16 avx512_vnni\n")
-    assert tr.cpu_has_bf16(info)
-    info.write_text("processor : 0\nflags : fpu sse avx2 avx512f avx512_vnni\n")
-    assert not tr.cpu_has_bf16(info) and not tr.cpu_has_bf16(tmp_path / "missing")
+    assert not tr.cpu_has_amx_bf16(info) and not tr.cpu_has_amx_bf16(tmp_path / "missing")
     cpu = torch.device("cpu")
-    monkeypatch.setattr(tr, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(tr, "cpu_has_amx_bf16", lambda: False)
     assert tr.autocast_dtype("auto", cpu) is None and tr.autocast_dtype("fp32", cpu) is None
     assert tr.autocast_dtype("bf16", cpu) is torch.bfloat16  # asked for explicitly: emulated, but done
-    monkeypatch.setattr(tr, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(tr, "cpu_has_amx_bf16", lambda: True)
     assert tr.autocast_dtype("auto", cpu) is torch.bfloat16 and tr.autocast_dtype("fp32", cpu) is None
     gpu = torch.device("cuda:1")
     for capability, expected in (((7, 5), None), ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)):
