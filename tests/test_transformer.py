@@ -18,6 +18,7 @@ from training.transformer import (
     BalancedSampler,
     MultiTaskModel,
     _RunningLoss,
+    _WeightAverage,
     export_onnx,
     fit_transformer,
     label_tensors,
@@ -195,6 +196,46 @@ def test_training_learns_and_is_deterministic(tiny_base, seed_rows, tiny_fit):
     twice = fit_transformer(seed_frame(seed_rows).iloc[:600], val, tiny_cfg(max_steps=20), tiny_base)
     a = again.model.state_dict()
     assert all(torch.equal(a[k], v) for k, v in twice.model.state_dict().items())
+
+
+def test_weight_average_follows_the_trained_weights_and_swaps_back():
+    layer = torch.nn.Linear(2, 1)
+    layer.bias.requires_grad_(False)  # a frozen tensor is not averaged
+    average = _WeightAverage(layer, decay=0.2)
+    start = layer.weight.detach().clone()
+    with torch.no_grad():
+        layer.weight.fill_(1.0)
+    average.update()  # the ramp: decay (1 + 1) / (10 + 1) = 2/11, below 0.2
+    assert torch.allclose(average.average[0], start * 2 / 11 + 9 / 11)
+    with torch.no_grad():
+        layer.weight.fill_(3.0)
+    average.update()  # the ramp's 3/12 is above 0.2: the decay is 0.2 from here
+    expected = (start * 2 / 11 + 9 / 11) * 0.2 + 3.0 * 0.8
+    assert len(average.average) == 1 and torch.allclose(average.average[0], expected)
+    with average.swapped():
+        assert torch.allclose(layer.weight, expected)
+    assert torch.equal(layer.weight, torch.full_like(layer.weight, 3.0))
+
+
+def test_weight_average_is_what_validation_scores_and_training_keeps(tiny_base, seed_rows):
+    """With ema_decay the run validates, early-stops on and returns the averaged weights: a different model
+    from the same run without it, still learning, and as deterministic."""
+    frame = seed_frame(seed_rows)
+    cfg = tiny_cfg(max_steps=40, eval_every=20, device="cpu", freeze_embeddings=True)
+    plain = fit_transformer(frame.iloc[:600], frame.iloc[600:], cfg, tiny_base)
+    averaged = [
+        fit_transformer(frame.iloc[:600], frame.iloc[600:], cfg.model_copy(update={"ema_decay": 0.9}), tiny_base)
+        for _ in range(2)
+    ]
+    state = averaged[0].model.state_dict()
+    assert averaged[0].best_score > 0.3 and all(np.isfinite(h["loss"]) for h in averaged[0].history)
+    assert all(torch.equal(state[k], v) for k, v in averaged[1].model.state_dict().items())
+    # the training loss is the trained weights' and the same; validation scores the average, not the same
+    assert [h["loss"] for h in averaged[0].history] == [h["loss"] for h in plain.history]
+    assert [h["val_score"] for h in averaged[0].history] != [h["val_score"] for h in plain.history]
+    frozen = "encoder.embeddings.word_embeddings.weight"
+    assert torch.equal(state[frozen], plain.model.state_dict()[frozen])
+    assert not torch.equal(state["sentiment.weight"], plain.model.state_dict()["sentiment.weight"])
 
 
 def test_bf16_autocast_trains_fp32_weights(tiny_base, seed_rows):

@@ -86,6 +86,14 @@ class TransformerConfig(_Strict):
     patience: int = Field(3, ge=1, description="evaluations without improvement before stopping")
     time_budget_minutes: float | None = Field(None, gt=0, description="stop training after this long")
     dropout: float = Field(0.1, ge=0, lt=1)
+    ema_decay: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="keep an exponential moving average of the trained weights with this decay per step (e.g. "
+        "0.999: about the last 1,000 steps); validation, early stopping and the saved model use the average "
+        "(null: off, the weights as trained)",
+    )
     precision: Literal["fp32", "bf16", "auto"] = Field(
         "fp32",
         description="bf16: the forward pass under bfloat16 autocast; weights, optimizer state and the loss stay "

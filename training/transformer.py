@@ -15,7 +15,8 @@ import os
 import random
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -251,6 +252,35 @@ class _RunningLoss:
         return out
 
 
+class _WeightAverage:
+    """An exponential moving average of a model's trained parameters. The decay ramps up from 0 as
+    ``(1 + n) / (10 + n)`` after ``n`` updates, so the first steps' weights do not linger; :meth:`swapped`
+    puts the average into the model for a validation pass and the trained weights back after it."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.params: list[torch.Tensor] = [p for p in model.parameters() if p.requires_grad]
+        self.average = [p.detach().clone() for p in self.params]
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        torch._foreach_lerp_(self.average, [p.detach() for p in self.params], 1 - decay)
+
+    @contextmanager
+    def swapped(self) -> Iterator[None]:
+        trained = [p.detach().clone() for p in self.params]
+        with torch.no_grad():
+            torch._foreach_copy_(self.params, self.average)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                torch._foreach_copy_(self.params, trained)
+
+
 @dataclass
 class FitResult:
     model: MultiTaskModel
@@ -385,6 +415,7 @@ def fit_transformer(
     history: list[dict[str, float]] = []
     step, real_tokens, batch_tokens = 0, 0, 0
     running = _RunningLoss(device)
+    average = _WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
     for step in range(1, total + 1):
         model.train()
         rows = batches.batch()
@@ -394,11 +425,16 @@ def fit_transformer(
         inputs = [_to_device(t, device) for t in (input_ids, attention, sent_y[rows], bin_y[rows])]
         running.add(*train_step(model, optimizer, inputs, autocast), inputs[2], inputs[3])
         scheduler.step()
+        if average is not None:
+            average.update()
         out_of_time = cfg.time_budget_minutes and time.monotonic() - started > cfg.time_budget_minutes * 60
         if step % cfg.eval_every == 0 or step == total or out_of_time:
-            report = evaluate(val, torch_proba(model, val_ids, pad_id), {})
-            scores = headline(report)
-            score = float(np.mean(list(scores.values()))) if scores else 0.0
+            with average.swapped() if average is not None else nullcontext():
+                scores = headline(evaluate(val, torch_proba(model, val_ids, pad_id), {}))
+                score = float(np.mean(list(scores.values()))) if scores else 0.0
+                improved = score > best_score + 1e-4
+                if improved:
+                    best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             losses = running.take()
             history.append(
                 {
@@ -419,9 +455,8 @@ def fit_transformer(
                 score,
                 time.monotonic() - started,
             )
-            if score > best_score + 1e-4:
+            if improved:
                 best_score, bad_evals = score, 0
-                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             else:
                 bad_evals += 1
                 if bad_evals >= cfg.patience:
