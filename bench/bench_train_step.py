@@ -15,27 +15,20 @@ import argparse
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from bench_transformer import typical_comments
 
 
 def main() -> None:
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from models.kernels import cpu_flags
     from models.schema import BINARY_HEADS, SENTIMENT_LABELS
     from training.base_models import resolve_base_model
     from training.config import TransformerConfig
-    from training.transformer import (
-        MultiTaskModel,
-        _pad,
-        autocast_dtype,
-        encode,
-        freeze,
-        train_step,
-        truncate_layers,
-    )
+    from training.transformer import _pad, autocast_dtype, build_model, encode, train_step
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--base", default="offline:multilingual-e5-small")
@@ -53,10 +46,7 @@ def main() -> None:
     cfg = TransformerConfig(base_model=args.base, num_layers=args.layers, batch_size=args.batch)
     path = resolve_base_model(cfg.base_model, Path(args.home))
     tokenizer = AutoTokenizer.from_pretrained(path)
-    encoder = AutoModel.from_pretrained(path, add_pooling_layer=False)
-    truncate_layers(encoder, cfg.num_layers)
-    model = MultiTaskModel(encoder, encoder.config.hidden_size, cfg.dropout)
-    freeze(model, cfg)
+    model = build_model(str(path), cfg)
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
     ids = encode(tokenizer, typical_comments(args.batch * 8, tokenizer, args.tokens), cfg)
@@ -79,8 +69,9 @@ def main() -> None:
 
     tokens = sum(int(b[1].sum()) for b in batches) / len(batches) / args.batch
     flags = cpu_flags() or frozenset()
+    encoder_config: Any = model.encoder.config  # a transformers config (torch types it Tensor | Module)
     print(
-        f"{cfg.num_layers or encoder.config.num_hidden_layers} layers, batch {args.batch}, {tokens:.0f} tokens a "
+        f"{encoder_config.num_hidden_layers} layers, batch {args.batch}, {tokens:.0f} tokens a "
         f"comment, {torch.get_num_threads()} threads; CPU: amx_bf16 {'amx_bf16' in flags}, avx512_bf16 "
         f"{'avx512_bf16' in flags}"
     )

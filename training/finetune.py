@@ -277,9 +277,9 @@ def load_checkpoint(directory: Path, base_path: str, meta: Mapping[str, Any] | N
     """
     import torch
     from safetensors.torch import load_file
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    from training.transformer import FitResult, MultiTaskModel, freeze, truncate_layers
+    from training.transformer import FitResult, build_model
 
     meta = meta if meta is not None else read_checkpoint(directory)
     tokenizer = AutoTokenizer.from_pretrained(base_path)
@@ -290,10 +290,7 @@ def load_checkpoint(directory: Path, base_path: str, meta: Mapping[str, Any] | N
             f"{vocab_hash(tokenizer)}): same base model, trim_vocab and data needed"
         )
     tcfg = TransformerConfig.model_validate(meta["transformer"])
-    encoder = AutoModel.from_pretrained(base_path, add_pooling_layer=False)
-    truncate_layers(encoder, meta["num_layers"])
-    model = MultiTaskModel(encoder, encoder.config.hidden_size, tcfg.dropout)
-    freeze(model, tcfg)
+    model = build_model(base_path, tcfg, meta["num_layers"])
     expected = set(trained_tensors(model))
     state: dict[str, Any] = {}
     for entry in meta["files"]:

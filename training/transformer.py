@@ -351,6 +351,18 @@ def freeze(model: MultiTaskModel, cfg: TransformerConfig) -> None:
                 p.requires_grad_(False)
 
 
+def build_model(base_model: str, cfg: TransformerConfig, layers: int | None = None) -> MultiTaskModel:
+    """The multi-task model on the base encoder at ``base_model``: its bottom ``layers`` layers (default:
+    ``cfg.num_layers``; None there: all), ``cfg``'s dropout, and the parts ``cfg`` freezes frozen."""
+    from transformers import AutoModel
+
+    encoder = AutoModel.from_pretrained(base_model, add_pooling_layer=False)
+    truncate_layers(encoder, cfg.num_layers if layers is None else layers)
+    model = MultiTaskModel(encoder, encoder.config.hidden_size, cfg.dropout)
+    freeze(model, cfg)
+    return model
+
+
 def train_step(
     model: MultiTaskModel, optimizer: torch.optim.Optimizer, inputs: list[torch.Tensor], autocast: torch.dtype | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -375,15 +387,12 @@ def fit_transformer(
     source_weights: Mapping[str, float] | None = None,
 ) -> FitResult:
     """Fine-tune on ``train`` with early stopping on ``val`` (mean macro-F1 over heads)."""
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoTokenizer
 
     seed_everything(cfg.seed)
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     tokenizer = AutoTokenizer.from_pretrained(base_model)
-    encoder = AutoModel.from_pretrained(base_model, add_pooling_layer=False)
-    truncate_layers(encoder, cfg.num_layers)
-    model = MultiTaskModel(encoder, encoder.config.hidden_size, cfg.dropout)
-    freeze(model, cfg)
+    model = build_model(base_model, cfg)
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
     autocast = autocast_dtype(cfg.precision, device)
