@@ -99,7 +99,7 @@ class TransformerConfig(_Strict):
         description="bf16: the forward pass under bfloat16 autocast; weights, optimizer state and the loss stay "
         "fp32, and validation scores in fp32. auto: bf16 where it trains faster than fp32 (a GPU of compute "
         "capability 8 or more, a CPU with AMX), fp32 elsewhere (on a CPU with AVX512-BF16 but no AMX a bf16 step "
-        "took 1.35x as long as fp32)",
+        "took 1.35-1.53x as long as fp32)",
     )
     freeze_embeddings: bool = True
     train_layers: int | None = Field(None, ge=0, description="train only the top N encoder layers")
