@@ -188,6 +188,20 @@ def test_cli_errors_are_clear(runner, tmp_path, monkeypatch):
     assert bad_env.exit_code == 2 and "bad configuration" in bad_env.output and "max_text_chars" in bad_env.output
 
 
+def test_promote_cli_takes_its_tolerances_and_names_what_it_refuses(runner, registry):
+    from mlflow import MlflowClient
+
+    from training.registry import champion_version
+
+    champion = champion_version(MlflowClient())
+    same = runner.invoke(app, ["promote", champion, "--tolerance", "0.02", "--language-tolerance", "0.1"])
+    assert same.exit_code == 0 and f"champion: comment-triage version {champion} (was {champion})" in same.output
+    loose = runner.invoke(app, ["promote", champion, "--language-tolerance", "2"])
+    assert loose.exit_code == 2 and "--language-tolerance" in loose.output
+    missing = runner.invoke(app, ["promote", "999"])
+    assert missing.exit_code == 1 and "has no version 999" in missing.output
+
+
 def test_train_cli_reports_data_errors_with_file_and_line(runner, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "1", "text": "hi", "toxic": 3}\n')

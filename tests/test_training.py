@@ -91,6 +91,10 @@ def test_a_challenger_tested_on_other_rows_is_compared_on_its_own_rows_or_refuse
     run = client.get_run(client.get_model_version(MODEL_NAME, result.version).run_id)
     assert run.data.tags["triage.champion_compared"] == champion
     assert "champion_on_test/sentiment/macro_f1" in run.data.metrics
+    # per language too: each language slice the challenger was tested on
+    languages = [k.split("/")[1:3] for k in run.data.metrics if k.startswith("test/") and k.endswith("/macro_f1")]
+    languages = [f"{head}/{slice_}" for head, slice_ in languages if slice_.startswith("lang_")]
+    assert languages and all(f"champion_on_test/{k}/macro_f1" in run.data.metrics for k in languages)
     with pytest.raises(PromotionError, match="regresses"):
         promote(result.version)
     client.delete_tag(run.info.run_id, "triage.champion_compared")
@@ -100,6 +104,45 @@ def test_a_challenger_tested_on_other_rows_is_compared_on_its_own_rows_or_refuse
     forced = promote(result.version, force=True)
     assert not forced.comparable and champion_version(client) == result.version
     promote(champion, force=True)
+
+
+def test_promote_refuses_a_loss_in_one_language_that_the_pooled_score_hides(registry):
+    """A challenger as good over all rows but worse in one language by more than the language tolerance is
+    refused where that language has enough test rows to tell; on fewer rows the language is not compared."""
+    from training.config import seed_config
+    from training.train import train
+
+    settings = registry["settings"]
+    client = MlflowClient()
+    champion = champion_version(client)
+    result = train([settings.seed_data], seed_config(), settings)  # the champion's config: the same test rows
+    run_id = client.get_model_version(MODEL_NAME, result.version).run_id
+    metrics = client.get_run(run_id).data.metrics
+    rows = metrics["test/sentiment/lang_pl/support"]
+    assert 10 <= rows < 100
+    key = "test/sentiment/lang_pl/macro_f1"
+    client.log_metric(run_id, key, metrics[key] - 0.2)  # Polish sentiment loses 0.2; the head over all rows does not
+    with pytest.raises(PromotionError, match=r"regresses .*sentiment/lang_pl: [0-9.]+ -> [0-9.]+"):
+        promote(result.version, language_min_rows=10)
+    assert champion_version(client) == champion
+    within = promote(result.version, language_min_rows=10, language_tolerance=0.25)
+    assert within.comparison["sentiment/lang_pl"][1] == pytest.approx(metrics[key] - 0.2)
+    promote(champion, force=True)
+    unchecked = promote(result.version)  # the default asks for 100 Polish test rows: the seed set has fewer
+    assert "sentiment/lang_pl" not in unchecked.comparison and "sentiment" in unchecked.comparison
+    promote(champion, force=True)
+
+
+def test_a_language_is_compared_only_on_enough_rows_of_each_class():
+    from training.registry import _Tested
+
+    tested = _Tested(
+        {}, None, counts={"toxic/lang_pl": {"support": 300, "positives": 5}, "sentiment/lang_pl": {"support": 300}}
+    )
+    assert tested.compared("toxic", 100) and tested.compared("sentiment/lang_pl", 100)
+    assert not tested.compared("toxic/lang_pl", 100)  # 5 positives: fewer than a tenth of 100
+    assert tested.compared("toxic/lang_pl", 50)
+    assert not tested.compared("sentiment/lang_de", 100)  # no rows at all
 
 
 def test_split_is_deterministic_stratified_and_keeps_copies_together():

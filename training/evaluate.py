@@ -171,8 +171,19 @@ def flatten(report: dict[str, dict[str, dict[str, float]]], prefix: str) -> dict
 
 
 def headline(report: dict[str, dict[str, dict[str, float]]]) -> dict[str, float]:
-    """One number per head (macro-F1 over all its test rows), used to compare models at promotion."""
+    """One number per head: macro-F1 over all its test rows."""
     return {head: slices["all"]["macro_f1"] for head, slices in report.items() if "all" in slices}
+
+
+def slice_scores(report: dict[str, dict[str, dict[str, float]]]) -> dict[str, float]:
+    """What promotion compares: macro-F1 per head over all its rows (``toxic``) and per language
+    (``toxic/lang_pl``)."""
+    return {
+        head if name == "all" else f"{head}/{name}": metrics["macro_f1"]
+        for head, slices in report.items()
+        for name, metrics in slices.items()
+        if name == "all" or name.startswith("lang_")
+    }
 
 
 def report_table(report: dict[str, dict[str, dict[str, float]]]) -> str:

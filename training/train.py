@@ -31,6 +31,7 @@ from training.evaluate import (
     flatten,
     headline,
     report_table,
+    slice_scores,
     tune_thresholds,
 )
 from training.finetune import CheckpointError, check_compatible, finishing_config, read_checkpoint
@@ -537,7 +538,7 @@ def train(
             mlflow.log_metrics({k: v for k, v in flatten(report, "test").items() if np.isfinite(v)})
             if champion is not None:  # what promotion compares when the champion was tested on other rows
                 mlflow.set_tag(CHAMPION_COMPARED_TAG, champion[0])
-                mlflow.log_metrics({f"champion_on_test/{h}/macro_f1": v for h, v in champion[1].items()})
+                mlflow.log_metrics({f"champion_on_test/{k}/macro_f1": v for k, v in champion[1].items()})
             for name, other in fitted.reports.items():
                 if len(fitted.reports) > 1:
                     mlflow.log_metrics({k: v for k, v in flatten(other, f"test_{name}").items() if np.isfinite(v)})
@@ -587,9 +588,10 @@ def train(
 
 
 def score_champion(test: pd.DataFrame, fingerprint: str) -> tuple[str, dict[str, float]] | None:
-    """The current champion's headline macro-F1 on this run's test rows, so that promotion compares the two on
-    the same rows even when the champion was trained and tested on other data (the seed bootstrap model).
-    None when there is no champion, or it was tested on these very rows (promotion compares its own figures)."""
+    """The current champion's macro-F1 per head and language on this run's test rows, so that promotion compares
+    the two on the same rows even when the champion was trained and tested on other data (the seed bootstrap
+    model). None when there is no champion, or it was tested on these very rows (promotion compares its own
+    figures)."""
     client = mlflow.MlflowClient()
     version = champion_version(client)
     if version is None or client.get_model_version(MODEL_NAME, version).tags.get(FINGERPRINT_TAG) == fingerprint:
@@ -605,7 +607,7 @@ def score_champion(test: pd.DataFrame, fingerprint: str) -> tuple[str, dict[str,
         "sentiment": np.column_stack([np.asarray(columns[f"p_sentiment_{label}"]) for label in SENTIMENT_LABELS]),
         **{head: np.asarray(columns[f"p_{head}"]) for head in BINARY_HEADS},
     }
-    scores = headline(evaluate(test, proba, champion.thresholds))
+    scores = slice_scores(evaluate(test, proba, champion.thresholds))
     log.info("champion version %s on this run's test rows: %s", version, json.dumps(scores))
     return version, scores
 

@@ -130,22 +130,32 @@ def finetune(
 def promote(
     version: Annotated[str | None, typer.Argument(help="version to promote (default: the newest)")] = None,
     force: Annotated[bool, typer.Option(help="promote even if it regresses against the champion")] = False,
+    tolerance: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="macro-F1 a head may lose over all its test rows")
+    ] = 0.01,
+    language_tolerance: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="macro-F1 a head may lose in one language (compared where the test rows hold 100 of it)",
+        ),
+    ] = 0.05,
 ) -> None:
     """Point the `champion` alias at a registered version, unless it regresses."""
     from models.store import configure_mlflow
-    from training.registry import PromotionError
+    from training.registry import PromotionError, score_text
     from training.registry import promote as run_promote
     from training.settings import TrainingSettings
 
     configure_mlflow(TrainingSettings().home)
     try:
-        result = run_promote(version, force=force)
+        result = run_promote(version, force=force, tolerance=tolerance, language_tolerance=language_tolerance)
     except PromotionError as exc:
         _fail(str(exc), code=1)
         return
-    for head, (old, new) in result.comparison.items():
-        fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-        typer.echo(f"  {head:<10} {fmt(old)} -> {fmt(new)}")
+    for compared, (old, new) in result.comparison.items():
+        typer.echo(f"  {compared:<18} {score_text(old)} -> {score_text(new)}")
     if result.basis:
         typer.echo(f"  ({result.basis})")
     typer.echo(f"champion: comment-triage version {result.version} (was {result.previous or 'none'})")
