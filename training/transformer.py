@@ -301,7 +301,7 @@ def device_label(device: torch.device, autocast: torch.dtype | None = None) -> s
 def cpu_has_amx_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     """Whether the CPU has AMX tiles for bfloat16 (``amx_bf16``), where a bf16 training step is faster than fp32
     (1.6x on a 2-core Xeon). AVX512-BF16 alone is not enough: on a 2-core Xeon that has it without AMX
-    (AMX hidden by the hypervisor) a bf16 step took 1.35x as long as fp32 (bench/bench_train_step.py)."""
+    (AMX hidden by the hypervisor) a bf16 step took 1.35-1.53x as long as fp32 (bench/bench_train_step.py)."""
     return "amx_bf16" in (cpu_flags(cpuinfo) or frozenset())
 
 
