@@ -12,6 +12,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
+import training.transformer as transformer_module
 from models.schema import BINARY_HEADS, MODEL_NAME
 from training.config import FEED_FORWARD, TrainConfig, TransformerConfig
 from training.transformer import (
@@ -19,6 +20,7 @@ from training.transformer import (
     MultiTaskModel,
     _RunningLoss,
     _WeightAverage,
+    budget_horizon,
     export_onnx,
     fit_transformer,
     label_tensors,
@@ -196,6 +198,52 @@ def test_training_learns_and_is_deterministic(tiny_base, seed_rows, tiny_fit):
     twice = fit_transformer(seed_frame(seed_rows).iloc[:600], val, tiny_cfg(max_steps=20), tiny_base)
     a = again.model.state_dict()
     assert all(torch.equal(a[k], v) for k, v in twice.model.state_dict().items())
+
+
+def test_budget_horizon_projects_the_pace_so_far():
+    # 100 steps in 60 s of a 600 s budget: 582 s (the 0.97 margin) hold 970 steps
+    assert budget_horizon(100, 60.0, 600.0, 5000) == 970
+    assert budget_horizon(100, 60.0, 600.0, 800) == 800  # never past max_steps
+    assert budget_horizon(100, 590.0, 600.0, 5000) == 101  # out of budget: the next step ends it
+    assert budget_horizon(0, 0.0, 600.0, 5000) == 5000  # no pace yet
+
+
+class _Clock:
+    """A clock that ticks one second each time fit_transformer reads it (once a step, a few more at an
+    evaluation): a slow machine, made deterministic."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def test_schedule_fitted_to_the_budget_decays_to_zero_before_the_guard(tiny_base, seed_rows, monkeypatch):
+    """With a budget the schedule of max_steps cannot fit, the guard cuts a plain run with its learning rate
+    still high; fit_schedule_to_budget ends the schedule (rate 0) before the guard, on fewer steps."""
+    frame = seed_frame(seed_rows)
+    cfg = tiny_cfg(max_steps=800, eval_every=20, time_budget_minutes=200 / 60, warmup_ratio=0.05, patience=100)
+    runs = {}
+    for fitted in (False, True):
+        monkeypatch.setattr(transformer_module, "time", _Clock())
+        run_cfg = cfg.model_copy(update={"fit_schedule_to_budget": fitted})
+        runs[fitted] = fit_transformer(frame.iloc[:600], frame.iloc[600:], run_cfg, tiny_base)
+    plain, fitted = runs[False], runs[True]
+    assert plain.seconds > 200 and plain.history[-1]["lr"] > 0.5 * cfg.learning_rate  # cut by the guard
+    assert plain.history[-1]["scheduled_steps"] == 800
+    last = fitted.history[-1]
+    assert fitted.seconds < 200 and last["lr"] == 0.0 and fitted.steps == last["scheduled_steps"] < 800
+    assert [h["scheduled_steps"] for h in fitted.history] == sorted(
+        (h["scheduled_steps"] for h in fitted.history), reverse=True
+    )  # the horizon only moves nearer
+    assert fitted.best_score > 0.3
+
+
+def test_fit_schedule_to_budget_needs_a_budget():
+    with pytest.raises(ValidationError, match="needs time_budget_minutes"):
+        tiny_cfg(fit_schedule_to_budget=True)
 
 
 def test_weight_average_follows_the_trained_weights_and_swaps_back():

@@ -85,6 +85,13 @@ class TransformerConfig(_Strict):
     eval_every: int = Field(200, ge=1)
     patience: int = Field(3, ge=1, description="evaluations without improvement before stopping")
     time_budget_minutes: float | None = Field(None, gt=0, description="stop training after this long")
+    fit_schedule_to_budget: bool = Field(
+        False,
+        description="at each evaluation, end the learning-rate schedule where the time budget is projected to run "
+        "out at the pace so far (never past max_steps), so a slow machine still decays the rate to 0 instead of "
+        "being cut off mid-schedule by the guard; the step count then depends on the machine's speed (logged as "
+        "scheduled_steps: max_steps set to it reproduces the run)",
+    )
     dropout: float = Field(0.1, ge=0, lt=1)
     ema_decay: float | None = Field(
         None,
@@ -186,6 +193,8 @@ class TransformerConfig(_Strict):
 
     @model_validator(mode="after")
     def _block_size(self) -> TransformerConfig:
+        if self.fit_schedule_to_budget and self.time_budget_minutes is None:
+            raise ValueError("fit_schedule_to_budget needs time_budget_minutes")
         size = self.quantization_block_size
         if size & (size - 1):
             raise ValueError(f"quantization_block_size must be a power of two (got {size})")

@@ -379,6 +379,19 @@ def train_step(
     return loss, per_head
 
 
+SCHEDULE_MARGIN = 0.97  # of the time budget: the last evaluation and a slower stretch still fit before the guard
+
+
+def budget_horizon(step: int, elapsed: float, budget_seconds: float, total: int) -> int:
+    """The step at which ``budget_seconds`` (less the margin) is projected to run out at the pace of the
+    ``step`` steps that took ``elapsed`` seconds (evaluations included); never past ``total``, never before
+    the next step."""
+    if step <= 0 or elapsed <= 0:
+        return total
+    projected = step + int((budget_seconds * SCHEDULE_MARGIN - elapsed) * step / elapsed)
+    return max(step + 1, min(total, projected))
+
+
 def fit_transformer(
     train: pd.DataFrame,
     val: pd.DataFrame,
@@ -416,8 +429,10 @@ def fit_transformer(
     steps_per_epoch = max(1, math.ceil(len(train) / cfg.batch_size))
     total = cfg.max_steps or steps_per_epoch * cfg.epochs
     warmup = int(total * cfg.warmup_ratio)
+    horizon = [total]  # where the linear decay reaches 0; fit_schedule_to_budget moves it nearer
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
+        optimizer,
+        lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (horizon[0] - s) / max(1, horizon[0] - warmup)),
     )
     started = time.monotonic()
     best_score, best_state, bad_evals = -1.0, None, 0
@@ -425,7 +440,8 @@ def fit_transformer(
     step, real_tokens, batch_tokens = 0, 0, 0
     running = _RunningLoss(device)
     average = _WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
-    for step in range(1, total + 1):
+    while step < horizon[0]:
+        step += 1
         model.train()
         rows = batches.batch()
         input_ids, attention = _pad([train_ids[i] for i in rows], pad_id)
@@ -437,7 +453,7 @@ def fit_transformer(
         if average is not None:
             average.update()
         out_of_time = cfg.time_budget_minutes and time.monotonic() - started > cfg.time_budget_minutes * 60
-        if step % cfg.eval_every == 0 or step == total or out_of_time:
+        if step % cfg.eval_every == 0 or step == horizon[0] or out_of_time:
             with average.swapped() if average is not None else nullcontext():
                 scores = headline(evaluate(val, torch_proba(model, val_ids, pad_id), {}))
                 score = float(np.mean(list(scores.values()))) if scores else 0.0
@@ -452,18 +468,25 @@ def fit_transformer(
                     "val_score": score,
                     "seconds": time.monotonic() - started,
                     "padding_share": 1 - real_tokens / max(1, batch_tokens),
+                    "lr": scheduler.get_last_lr()[0],
+                    "scheduled_steps": horizon[0],
                     **{f"val_{k}": v for k, v in scores.items()},
                 }
             )
             log.info(
                 "step %d/%d loss %.4f (%s) val %.4f (%.0fs)",
                 step,
-                total,
+                horizon[0],
                 losses["loss"],
                 " ".join(f"{h} {losses[f'loss_{h}']:.3f}" for h in HEADS if f"loss_{h}" in losses),
                 score,
                 time.monotonic() - started,
             )
+            if cfg.fit_schedule_to_budget and cfg.time_budget_minutes and not out_of_time:
+                fitted = budget_horizon(step, time.monotonic() - started, cfg.time_budget_minutes * 60, horizon[0])
+                if fitted < horizon[0]:
+                    log.info("schedule fitted to the time budget: %d steps (was %d)", fitted, horizon[0])
+                    horizon[0] = fitted
             if improved:
                 best_score, bad_evals = score, 0
             else:
