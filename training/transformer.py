@@ -468,7 +468,7 @@ def fit_transformer(
                     "val_score": score,
                     "seconds": time.monotonic() - started,
                     "padding_share": 1 - real_tokens / max(1, batch_tokens),
-                    "lr": scheduler.get_last_lr()[0],
+                    "lr": float(scheduler.get_last_lr()[0]),
                     "scheduled_steps": horizon[0],
                     **{f"val_{k}": v for k, v in scores.items()},
                 }
