@@ -133,6 +133,27 @@ def test_promote_refuses_a_loss_in_one_language_that_the_pooled_score_hides(regi
     promote(champion, force=True)
 
 
+def test_promote_refuses_a_challenger_that_lacks_a_head_the_champion_has(registry):
+    """A head the champion was tested on and the challenger has no score for counts as lost: refused, the
+    message naming it with '-' for the missing score, not a crash formatting nothing as a number."""
+    from training.config import seed_config
+    from training.train import train
+
+    settings = registry["settings"]
+    client = MlflowClient()
+    champion = champion_version(client)
+    older = train([settings.seed_data], seed_config(), settings)
+    promote(older.version, force=True)
+    older_run = client.get_model_version(MODEL_NAME, older.version).run_id
+    client.log_metric(older_run, "test/retired_head/all/macro_f1", 0.9)  # a head only the champion has
+    newer = train([settings.seed_data], seed_config(), settings)  # the same rows, every other head alike
+    with pytest.raises(PromotionError, match=r"regresses against champion .*retired_head: 0\.900 -> -"):
+        promote(newer.version)
+    assert champion_version(client) == older.version
+    assert promote(newer.version, force=True).comparison["retired_head"] == (0.9, None)
+    promote(champion, force=True)
+
+
 def test_a_language_is_compared_only_on_enough_rows_of_each_class():
     from training.registry import _Tested
 
