@@ -89,8 +89,9 @@ class TransformerConfig(_Strict):
         False,
         description="at each evaluation, end the learning-rate schedule where the time budget is projected to run "
         "out at the pace so far (never past max_steps), so a slow machine still decays the rate to 0 instead of "
-        "being cut off mid-schedule by the guard; the step count then depends on the machine's speed (logged as "
-        "scheduled_steps: max_steps set to it reproduces the run)",
+        "being cut off mid-schedule by the guard; where it moves, the steps and the schedule depend on the "
+        "machine's speed, as the guard's stop already did (each evaluation logs the horizon as scheduled_steps and "
+        "the learning rate as lr)",
     )
     dropout: float = Field(0.1, ge=0, lt=1)
     ema_decay: float | None = Field(
