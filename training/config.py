@@ -193,9 +193,13 @@ class TransformerConfig(_Strict):
     seed: int = 20261123
 
     @model_validator(mode="after")
-    def _block_size(self) -> TransformerConfig:
+    def _budget(self) -> TransformerConfig:
         if self.fit_schedule_to_budget and self.time_budget_minutes is None:
             raise ValueError("fit_schedule_to_budget needs time_budget_minutes")
+        return self
+
+    @model_validator(mode="after")
+    def _block_size(self) -> TransformerConfig:
         size = self.quantization_block_size
         if size & (size - 1):
             raise ValueError(f"quantization_block_size must be a power of two (got {size})")

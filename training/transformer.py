@@ -429,10 +429,10 @@ def fit_transformer(
     steps_per_epoch = max(1, math.ceil(len(train) / cfg.batch_size))
     total = cfg.max_steps or steps_per_epoch * cfg.epochs
     warmup = int(total * cfg.warmup_ratio)
-    horizon = [total]  # where the linear decay reaches 0; fit_schedule_to_budget moves it nearer
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
+    horizon = total  # where the linear decay reaches 0 (the schedule reads it each step); fit_schedule_to_budget
+    scheduler = torch.optim.lr_scheduler.LambdaLR(  # moves it nearer
         optimizer,
-        lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (horizon[0] - s) / max(1, horizon[0] - warmup)),
+        lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (horizon - s) / max(1, horizon - warmup)),
     )
     started = time.monotonic()
     best_score, best_state, bad_evals = -1.0, None, 0
@@ -440,7 +440,7 @@ def fit_transformer(
     step, real_tokens, batch_tokens = 0, 0, 0
     running = _RunningLoss(device)
     average = _WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
-    while step < horizon[0]:
+    while step < horizon:
         step += 1
         model.train()
         rows = batches.batch()
@@ -453,7 +453,7 @@ def fit_transformer(
         if average is not None:
             average.update()
         out_of_time = cfg.time_budget_minutes and time.monotonic() - started > cfg.time_budget_minutes * 60
-        if step % cfg.eval_every == 0 or step == horizon[0] or out_of_time:
+        if step % cfg.eval_every == 0 or step == horizon or out_of_time:
             with average.swapped() if average is not None else nullcontext():
                 scores = headline(evaluate(val, torch_proba(model, val_ids, pad_id), {}))
                 score = float(np.mean(list(scores.values()))) if scores else 0.0
@@ -461,32 +461,33 @@ def fit_transformer(
                 if improved:
                     best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             losses = running.take()
+            elapsed = time.monotonic() - started
             history.append(
                 {
                     "step": step,
                     **losses,
                     "val_score": score,
-                    "seconds": time.monotonic() - started,
+                    "seconds": elapsed,
                     "padding_share": 1 - real_tokens / max(1, batch_tokens),
                     "lr": float(scheduler.get_last_lr()[0]),
-                    "scheduled_steps": horizon[0],
+                    "scheduled_steps": horizon,
                     **{f"val_{k}": v for k, v in scores.items()},
                 }
             )
             log.info(
                 "step %d/%d loss %.4f (%s) val %.4f (%.0fs)",
                 step,
-                horizon[0],
+                horizon,
                 losses["loss"],
                 " ".join(f"{h} {losses[f'loss_{h}']:.3f}" for h in HEADS if f"loss_{h}" in losses),
                 score,
-                time.monotonic() - started,
+                elapsed,
             )
             if cfg.fit_schedule_to_budget and cfg.time_budget_minutes and not out_of_time:
-                fitted = budget_horizon(step, time.monotonic() - started, cfg.time_budget_minutes * 60, horizon[0])
-                if fitted < horizon[0]:
-                    log.info("schedule fitted to the time budget: %d steps (was %d)", fitted, horizon[0])
-                    horizon[0] = fitted
+                fitted = budget_horizon(step, elapsed, cfg.time_budget_minutes * 60, horizon)
+                if fitted < horizon:
+                    log.info("schedule fitted to the time budget: %d steps (was %d)", fitted, horizon)
+                    horizon = fitted
             if improved:
                 best_score, bad_evals = score, 0
             else:
