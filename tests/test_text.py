@@ -204,3 +204,18 @@ def test_language_on_the_seed_set(detector, seed_rows):
 
 def test_normalize_masks_urls_and_handles_and_decodes_entities():
     assert normalize("@FC_Help it&#39;s broken https://x.co/a |LBR| thx") == "@USER it's broken URL \n thx"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("@a @b @c @d you are a liar", "@USER you are a liar"),  # a reply to many: one mask
+        ("@a, @b: see https://x.co/1 http://y.co/2", "@USER : see URL"),
+        ("RT @a: @b @c so true", "RT @USER so true"),
+        ("thanks @a and @b", "thanks @USER and @USER"),  # handles apart stay apart
+        ("paste the URL URLs here", "paste the URL URLs here"),  # the word, not a mask run
+        ("@a\n@b", "@USER \n @USER"),  # lines are kept
+    ],
+)
+def test_normalize_collapses_runs_of_masks(text, expected):
+    assert normalize(text) == expected
