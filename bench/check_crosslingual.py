@@ -161,7 +161,10 @@ def main() -> None:
     parser.add_argument("--model", default=alias_uri())
     args = parser.parse_args()
     configure_mlflow(Path(os.environ.get("TRIAGE_HOME", ".triage")))
-    predictor = load_predictor(args.model)
+    try:
+        predictor = load_predictor(args.model)
+    except Exception as exc:  # MLflow raises several types for a missing model or alias
+        parser.error(f"cannot load model {args.model}: {str(exc).splitlines()[0][:300]} (train one, or pass --model)")
     print(f"model {predictor.version}")
     print("| head | lang | accuracy | positives found | negatives passed | mean P positives / negatives | ROC-AUC |")
     print("|---|---|---:|---:|---:|---:|---:|")

@@ -112,10 +112,13 @@ def main() -> None:
     cfg = load_config(args.config)
     settings = TrainingSettings()
     configure_mlflow(settings.home)
+    try:  # before the data, which takes a minute to read and split
+        model = load_predictor(args.model).model
+    except Exception as exc:  # MLflow raises several types for a missing model or version
+        parser.error(f"cannot load model {args.model}: {str(exc).splitlines()[0][:300]}")
     paths = [*args.data, str(settings.seed_data)] if cfg.include_seed else list(args.data)
     frame = prepare(load_data(paths), cfg)
     val, test = frame[frame["split"] == "val"], frame[frame["split"] == "test"]
-    model = load_predictor(args.model).model
     backend = model.backend
     if not isinstance(backend, EnsembleBackend):
         raise SystemExit(f"{args.model}: not an ensemble ({backend.kind})")
