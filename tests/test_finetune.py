@@ -218,6 +218,7 @@ def test_finishing_a_checkpoint_equals_training_in_one_go(fp32_checkpoint, tmp_p
     assert run.data.params["finetuned.steps"] == str(fit.steps)
     assert run.data.params["finetuned.dtype"] == "float32"
     assert run.data.params["finetuned.path"] == str(out)
+    assert run.data.params["fine_tuned_on"] == "cpu"  # fp32: no autocast named
     tuned = json.loads(
         Path(mlflow.artifacts.download_artifacts(run_id=finished.run_id, artifact_path="finetuned.json")).read_text()
     )
@@ -234,6 +235,9 @@ def test_finishing_a_checkpoint_equals_training_in_one_go(fp32_checkpoint, tmp_p
     configure_mlflow(at_once_home)
     plain = mlflow.MlflowClient().get_run(at_once.run_id)
     assert not any(key.startswith("finetuned.") for key in plain.data.params)
+    assert plain.data.params["fine_tuned_on"] == "cpu"
+    card = mlflow.artifacts.download_artifacts(run_id=at_once.run_id, artifact_path="model_card.md")
+    assert f"Fine-tuned on cpu: {fit.steps} steps in" in Path(card).read_text(encoding="utf-8")
     assert "finetuned.json" not in {a.path for a in mlflow.MlflowClient().list_artifacts(at_once.run_id)}
 
 

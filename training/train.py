@@ -174,6 +174,10 @@ def _serving_notes(meta: dict[str, Any]) -> list[str]:
             f"- Fine-tuned elsewhere (`triage finetune`) on {tuned['device']}: {tuned['steps']} steps in "
             f"{tuned['seconds'] / 60:.1f} min; trained tensors carried in {tuned['dtype']}."
         )
+    elif meta.get("fine_tuned_on"):
+        notes.append(
+            f"- Fine-tuned on {meta['fine_tuned_on']}: {meta['steps']} steps in {meta['fit_seconds'] / 60:.1f} min."
+        )
     if meta.get("vocab_after"):
         notes.append(f"- Vocabulary trimmed from {meta['vocab_before']:,} to {meta['vocab_after']:,} pieces.")
     quant = meta.get("quantization")
@@ -462,6 +466,7 @@ def fit_transformer_family(
             "bucket_share": fit.bucket_share,
             "steps": fit.steps,
             "fit_seconds": fit.seconds,
+            "fine_tuned_on": fit.device,  # with the precision `auto` resolved to: "cpu, bfloat16 autocast"
             "base_model": tcfg.base_model,
             "quantization": quantization,
             **weights_meta,
@@ -531,6 +536,8 @@ def train(
             mlflow.set_tag("triage.family", meta["family"])
             mlflow.log_params(_flat_params(cfg.model_dump()))
             mlflow.log_param("data", ", ".join(str(p) for p in paths)[:500])
+            if "fine_tuned_on" in fitted.extra:
+                mlflow.log_param("fine_tuned_on", fitted.extra["fine_tuned_on"])
             finetuned_meta = fitted.extra.get("finetuned")
             if finetuned_meta:
                 mlflow.log_params(_flat_params(finetuned_meta, "finetuned."))
