@@ -155,7 +155,7 @@ def main() -> None:
     from sklearn.metrics import roc_auc_score
 
     from models.store import alias_uri, configure_mlflow
-    from service.predictor import load_predictor
+    from service.predictor import load_failure, load_predictor
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default=alias_uri())
@@ -164,7 +164,7 @@ def main() -> None:
     try:
         predictor = load_predictor(args.model)
     except Exception as exc:  # MLflow raises several types for a missing model or alias
-        parser.error(f"cannot load model {args.model}: {str(exc).splitlines()[0][:300]} (train one, or pass --model)")
+        parser.error(f"{load_failure(args.model, exc)} (train one, or pass --model)")
     print(f"model {predictor.version}")
     print("| head | lang | accuracy | positives found | negatives passed | mean P positives / negatives | ROC-AUC |")
     print("|---|---|---:|---:|---:|---:|---:|")

@@ -24,7 +24,7 @@ from sklearn.metrics import average_precision_score
 
 from models.backends import EnsembleBackend
 from models.store import configure_mlflow
-from service.predictor import load_predictor
+from service.predictor import load_failure, load_predictor
 from training.config import load_config
 from training.data import load_data
 from training.evaluate import binary_metrics, evaluate, f1_curve, headline, tune_threshold, tune_thresholds
@@ -115,7 +115,7 @@ def main() -> None:
     try:  # before the data, which takes a minute to read and split
         model = load_predictor(args.model).model
     except Exception as exc:  # MLflow raises several types for a missing model or version
-        parser.error(f"cannot load model {args.model}: {str(exc).splitlines()[0][:300]}")
+        parser.error(load_failure(args.model, exc))
     paths = [*args.data, str(settings.seed_data)] if cfg.include_seed else list(args.data)
     frame = prepare(load_data(paths), cfg)
     val, test = frame[frame["split"] == "val"], frame[frame["split"] == "test"]

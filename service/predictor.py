@@ -77,6 +77,13 @@ class ModelPredictor:
         }
 
 
+def load_failure(uri: str, exc: Exception) -> str:
+    """One line on why the model at ``uri`` did not load, for an error message instead of a stack trace (MLflow
+    raises several exception types for a missing or broken model, some with an empty message)."""
+    first = (str(exc).splitlines() or [""])[0][:300]
+    return f"cannot load model {uri}: {type(exc).__name__}: {first}"
+
+
 def load_predictor(uri: str) -> ModelPredictor:
     """Load a pyfunc logged by training (``models:/name@alias``, ``models:/name/N`` or a path)."""
     import mlflow.pyfunc

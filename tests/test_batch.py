@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from service import batch
+from service.predictor import load_failure
 from triage.cli import app
 
 COMMENTS: list[dict[str, Any]] = [
@@ -183,6 +184,8 @@ def test_cli_errors_are_clear(runner, tmp_path, monkeypatch):
         app, ["score", str(tmp_path / "in.txt"), str(tmp_path / "o.jsonl"), "--model", "models:/nope@champion"]
     )
     assert no_model.exit_code == 2 and "cannot load model models:/nope@champion" in no_model.output
+    # an exception with no message still makes a one-line error, not an IndexError
+    assert load_failure("models:/x/1", OSError()) == "cannot load model models:/x/1: OSError: "
     monkeypatch.setenv("TRIAGE_MAX_TEXT_CHARS", "20000")
     bad_env = runner.invoke(app, ["score", str(tmp_path / "in.txt"), str(tmp_path / "o.jsonl")])
     assert bad_env.exit_code == 2 and "bad configuration" in bad_env.output and "max_text_chars" in bad_env.output

@@ -285,7 +285,7 @@ def score(
     from service.batch import BatchError, score_file
     from service.crisis import build_detector
     from service.policy import PolicyError, load_policy_set
-    from service.predictor import load_predictor
+    from service.predictor import load_failure, load_predictor
     from service.scorer import Scorer
     from service.settings import ServiceSettings
 
@@ -304,7 +304,7 @@ def score(
     try:
         predictor = load_predictor(uri)
     except Exception as exc:  # MLflow raises several types for a missing or broken model
-        _fail(f"cannot load model {uri}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+        _fail(load_failure(uri, exc))
         return
     detector = build_detector(policies.base.crisis) if crisis else None
     scorer = Scorer(predictor, policies, crisis=detector)
