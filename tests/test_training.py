@@ -382,6 +382,32 @@ def test_neutral_offset_curve_matches_sklearn_macro_f1_over_present_classes():
     assert (moved[neutral_top[:5]] != 1).all() and (moved[neutral_top[5:]] == 1).all()
 
 
+def test_served_sentiment_takes_the_languages_neutral_offset_and_older_models_keep_the_argmax(tmp_path):
+    import json
+
+    from models.pyfunc import META_FILE, TriageModel
+    from models.schema import BINARY_HEADS
+
+    class Fixed:  # every comment: neutral by a little
+        kind = "fixed"
+
+        def predict_proba(self, texts, langs=None):
+            p = np.tile([0.3, 0.4, 0.3], (len(texts), 1))
+            return {"sentiment": p, **{h: np.full(len(texts), 0.6) for h in BINARY_HEADS}}
+
+        def save(self, directory):
+            pass
+
+    older = TriageModel(Fixed(), {"thresholds": {"toxic": 0.5}})  # meta.json written before offsets existed
+    assert older.thresholds["sentiment"] == {"default": 0.0}
+    assert older.predict_columns(["a", "b"], ["pl", "en"])["sentiment"] == ["neutral", "neutral"]
+    tuned = TriageModel(Fixed(), {"thresholds": {"sentiment": {"default": 0.0, "pl": -0.4}}})
+    assert tuned.predict_columns(["a", "b"], ["pl", "en"])["sentiment"] == ["negative", "neutral"]
+    saved = json.loads((tuned.save(tmp_path) / META_FILE).read_text(encoding="utf-8"))
+    assert saved["thresholds"]["sentiment"] == {"default": 0.0, "pl": -0.4}
+    assert saved["thresholds"]["toxic"] == {"default": 0.5}
+
+
 def test_f1_curve_matches_sklearn_at_every_threshold():
     from sklearn.metrics import f1_score
 
