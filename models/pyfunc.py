@@ -22,22 +22,6 @@ from models.text import normalize
 
 META_FILE = "meta.json"
 DEFAULT_THRESHOLD = 0.5
-# Sentiment's "threshold" is a log-offset on neutral's probability before the argmax (see sentiment_indices).
-DEFAULT_RULES: dict[str, float] = {"sentiment": 0.0, **{head: DEFAULT_THRESHOLD for head in BINARY_HEADS}}
-NEUTRAL = SENTIMENT_LABELS.index("neutral")
-
-
-def sentiment_indices(proba: np.ndarray, neutral_offset: np.ndarray | float = 0.0) -> np.ndarray:
-    """Each row's sentiment, as an index into :data:`SENTIMENT_LABELS`: the argmax of the log-probabilities
-    with neutral's shifted by ``neutral_offset`` (one for all rows or one per row). Neutral wins when its
-    probability times ``exp(offset)`` is the largest, so a negative offset asks more of a neutral call;
-    0 is the plain argmax."""
-    proba = np.asarray(proba)
-    if not np.any(neutral_offset):
-        return np.argmax(proba, axis=1)
-    shifted = np.log(np.clip(proba.astype(np.float64), 1e-12, None))
-    shifted[:, NEUTRAL] += neutral_offset
-    return np.argmax(shifted, axis=1)
 
 
 class TriageModel:
@@ -46,15 +30,14 @@ class TriageModel:
     def __init__(self, backend: Backend, meta: dict[str, Any]):
         self.backend = backend
         self.meta = meta
-        # {head: {"default": t, "<lang>": t}}: a language's own threshold where validation data allowed one;
-        # for sentiment, neutral's log-offset (a model logged before offsets were tuned has none: plain argmax).
+        # {head: {"default": t, "<lang>": t}}: a language's own threshold where validation data allowed one.
         given = meta.get("thresholds", {})
         self.thresholds: dict[str, dict[str, float]] = {}
-        for head, default in DEFAULT_RULES.items():
-            value = given.get(head, default)
+        for head in BINARY_HEADS:
+            value = given.get(head, DEFAULT_THRESHOLD)
             table = value if isinstance(value, dict) else {"default": value}
             self.thresholds[head] = {str(k): float(v) for k, v in table.items()}
-            self.thresholds[head].setdefault("default", default)
+            self.thresholds[head].setdefault("default", DEFAULT_THRESHOLD)
 
     def threshold(self, head: str, lang: str) -> float:
         table = self.thresholds[head]
@@ -90,8 +73,7 @@ class TriageModel:
         proba = self.backend.predict_proba([normalize(t) for t in texts], langs=languages)
         frame: dict[str, Any] = {"language": languages}
         sentiment = proba["sentiment"]
-        offsets = np.array([self.threshold("sentiment", lang) for lang in languages], dtype=np.float64)
-        frame["sentiment"] = [SENTIMENT_LABELS[i] for i in sentiment_indices(sentiment, offsets)]
+        frame["sentiment"] = [SENTIMENT_LABELS[i] for i in np.argmax(sentiment, axis=1)]
         for head in BINARY_HEADS:
             cut = np.array([self.threshold(head, lang) for lang in languages], dtype=np.float64)
             frame[head] = proba[head] >= cut

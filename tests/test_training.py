@@ -48,12 +48,7 @@ def test_pyfunc_round_trip_by_alias(registry):
     info = mlflow.models.get_model_info(f"models:/{MODEL_NAME}@champion")
     assert [c.name for c in info.signature.inputs.inputs] == ["text", "lang"]
     meta = model.unwrap_python_model().model.meta
-    assert meta["data_summary"]["rows"] == 700 and set(meta["thresholds"]) == set(HEADS)
-    # the served sentiment is the argmax with the language's tuned neutral offset
-    from training.evaluate import sentiment_labels
-
-    served = sentiment_labels(probs, out["language"].to_numpy(), meta["thresholds"]["sentiment"])
-    assert list(out["sentiment"]) == list(served)
+    assert meta["data_summary"]["rows"] == 700 and set(meta["thresholds"]) == {"toxic", "complaint", "question"}
     # A given language is used as is.
     forced = model.predict(pd.DataFrame({"text": ["ok"], "lang": ["de"]}))
     assert forced.loc[0, "language"] == "de"
@@ -308,104 +303,6 @@ def test_training_tunes_the_served_thresholds_as_configured(monkeypatch):
     assert got["pooled"]["toxic"]["pl"] < got["source_mean"]["toxic"]["pl"]
     with pytest.raises(ValueError, match="threshold_selection"):
         TrainConfig(threshold_selection="median")
-
-
-def polar_and_three_way(seed: int) -> tuple[pd.DataFrame, np.ndarray]:
-    """Polish sentiment from two corpora as the shared data has them: a polar-only one (Mozetič: no neutral
-    row) where the model leans neutral on a third of the rows by a little, and a 3-way one (PolEmo) where its
-    neutral calls are clear; plus a few English rows, too few neutral ones to weigh neutral."""
-    rng = np.random.default_rng(seed)
-    n = 600
-    polar = rng.choice(["negative", "positive"], n)
-    lean = rng.random(n) < 0.35
-    top = np.where(polar == "negative", 0, 2)
-    p_polar = np.full((n, 3), 0.15)
-    p_polar[np.arange(n), top] = np.where(lean, 0.38, 0.6)
-    p_polar[:, 1] = np.where(lean, 0.47, 0.25)
-    three = rng.choice(["negative", "neutral", "positive"], n)
-    p_three = np.full((n, 3), 0.15)
-    p_three[np.arange(n), np.searchsorted(["negative", "neutral", "positive"], three)] = 0.7
-    english = np.array(["negative", "positive"] * 20 + ["neutral"] * 4)
-    p_english = np.tile([0.3, 0.4, 0.3], (len(english), 1))
-    frame = pd.DataFrame(
-        {
-            "lang": ["pl"] * 2 * n + ["en"] * len(english),
-            "source": ["mozetic_pl"] * n + ["polemo_medicine"] * n + ["mozetic_en"] * len(english),
-            "sentiment": np.concatenate([polar, three, english]),
-        }
-    )
-    p = np.concatenate([p_polar, p_three, p_english])
-    return frame, p / p.sum(axis=1, keepdims=True)
-
-
-def test_neutral_offset_is_tuned_per_language_and_stops_false_neutral_calls_on_polar_corpora():
-    from training.evaluate import evaluate, tune_thresholds
-
-    frame, p = polar_and_three_way(0)
-    proba = {"sentiment": p}
-    for selection in ("pooled", "source_mean"):
-        offsets = tune_thresholds(frame, proba, 10, selection)["sentiment"]
-        assert set(offsets) == {"default", "pl"}  # English: 4 neutral rows cannot weigh neutral
-        assert -1.5 <= offsets["pl"] < 0
-    offsets = tune_thresholds(frame, proba, 10, "source_mean")["sentiment"]
-    test, test_p = polar_and_three_way(1)  # fresh rows of the same corpora
-    before = evaluate(test, {"sentiment": test_p}, {})["sentiment"]
-    after = evaluate(test, {"sentiment": test_p}, {"sentiment": offsets})["sentiment"]
-    assert before["source_mozetic_pl"]["macro_f1"] < 0.8 < after["source_mozetic_pl"]["macro_f1"]
-    assert after["source_polemo_medicine"]["macro_f1"] == before["source_polemo_medicine"]["macro_f1"] == 1.0
-    # no neutral row anywhere: nothing says how much neutral to ask for, so the plain argmax stays
-    polar_only = frame[frame["sentiment"] != "neutral"]
-    kept = tune_thresholds(polar_only, {"sentiment": p[polar_only.index.to_numpy()]}, 10)["sentiment"]
-    assert kept == {"default": 0.0}
-
-
-def test_neutral_offset_curve_matches_sklearn_macro_f1_over_present_classes():
-    from sklearn.metrics import f1_score
-
-    from models.pyfunc import sentiment_indices
-    from training.evaluate import NEUTRAL_OFFSET_GRID, neutral_offset_curve
-
-    rng = np.random.default_rng(3)
-    p = rng.dirichlet([1, 1, 1], 300)
-    for y in (rng.integers(0, 3, 300), rng.choice([0, 2], 300)):
-        expected = [
-            f1_score(y, sentiment_indices(p, o), labels=sorted(set(y)), average="macro", zero_division=0)
-            for o in NEUTRAL_OFFSET_GRID
-        ]
-        assert np.allclose(neutral_offset_curve(y, p), expected)
-    assert (sentiment_indices(p, 0.0) == p.argmax(axis=1)).all()
-    # a per-row offset: only the rows given -inf-like offsets lose their neutral call
-    neutral_top = np.flatnonzero(p.argmax(axis=1) == 1)
-    offsets = np.zeros(len(p))
-    offsets[neutral_top[:5]] = -50.0
-    moved = sentiment_indices(p, offsets)
-    assert (moved[neutral_top[:5]] != 1).all() and (moved[neutral_top[5:]] == 1).all()
-
-
-def test_served_sentiment_takes_the_languages_neutral_offset_and_older_models_keep_the_argmax(tmp_path):
-    import json
-
-    from models.pyfunc import META_FILE, TriageModel
-    from models.schema import BINARY_HEADS
-
-    class Fixed:  # every comment: neutral by a little
-        kind = "fixed"
-
-        def predict_proba(self, texts, langs=None):
-            p = np.tile([0.3, 0.4, 0.3], (len(texts), 1))
-            return {"sentiment": p, **{h: np.full(len(texts), 0.6) for h in BINARY_HEADS}}
-
-        def save(self, directory):
-            pass
-
-    older = TriageModel(Fixed(), {"thresholds": {"toxic": 0.5}})  # meta.json written before offsets existed
-    assert older.thresholds["sentiment"] == {"default": 0.0}
-    assert older.predict_columns(["a", "b"], ["pl", "en"])["sentiment"] == ["neutral", "neutral"]
-    tuned = TriageModel(Fixed(), {"thresholds": {"sentiment": {"default": 0.0, "pl": -0.4}}})
-    assert tuned.predict_columns(["a", "b"], ["pl", "en"])["sentiment"] == ["negative", "neutral"]
-    saved = json.loads((tuned.save(tmp_path) / META_FILE).read_text(encoding="utf-8"))
-    assert saved["thresholds"]["sentiment"] == {"default": 0.0, "pl": -0.4}
-    assert saved["thresholds"]["toxic"] == {"default": 0.5}
 
 
 def test_f1_curve_matches_sklearn_at_every_threshold():

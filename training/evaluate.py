@@ -9,12 +9,9 @@ import pandas as pd
 from sklearn.metrics import f1_score, precision_recall_fscore_support, roc_auc_score
 
 from models.backends import Probabilities
-from models.pyfunc import NEUTRAL, sentiment_indices
 from models.schema import BINARY_HEADS, SENTIMENT_LABELS
 
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
-# Neutral's log-offsets tried for the sentiment decision: neutral's probability weighed 0.22x to 4.5x.
-NEUTRAL_OFFSET_GRID = np.round(np.arange(-1.5, 1.501, 0.1), 2)
 
 
 def f1_curve(y: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -56,84 +53,19 @@ def tune_source_mean(y: np.ndarray, p: np.ndarray, sources: np.ndarray, min_supp
     return best_threshold(np.mean(curves, axis=0)) if curves else tune_threshold(y, p)
 
 
-def present_macro_f1(y: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """Macro-F1 over the classes present in ``y`` (label indices) of each row of ``predicted`` (grid x rows),
-    as :func:`sentiment_metrics` counts it: a class no row has is not averaged in, a false call of it still
-    costs the class it was taken from its recall."""
-    classes = np.unique(y)
-    hits = predicted[:, None, :] == classes[None, :, None]  # grid x class x row
-    truth = y[None, :] == classes[:, None]  # class x row
-    tp = (hits & truth[None]).sum(axis=2)
-    denominator = hits.sum(axis=2) + truth.sum(axis=1)[None, :]
-    return np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), 0.0).mean(axis=1)
-
-
-def neutral_offset_curve(y: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Sentiment macro-F1 (present classes; ``y`` label indices) at each offset of :data:`NEUTRAL_OFFSET_GRID`."""
-    predicted = np.stack([sentiment_indices(p, offset) for offset in NEUTRAL_OFFSET_GRID])
-    return present_macro_f1(np.asarray(y), predicted)
-
-
-def best_offset(curve: np.ndarray) -> float:
-    """The offset of :data:`NEUTRAL_OFFSET_GRID` where ``curve`` peaks (ties: the one nearest 0, plain argmax)."""
-    order = np.argsort(np.abs(NEUTRAL_OFFSET_GRID), kind="stable")
-    return float(NEUTRAL_OFFSET_GRID[order[np.argmax(curve[order] >= curve.max() - 1e-9)]])
-
-
-def _sentiment_slice(y: np.ndarray, min_support: int) -> bool:
-    """Enough rows to weigh neutral against the rest: ``min_support`` neutral and ``min_support`` others."""
-    neutral = int((y == NEUTRAL).sum())
-    return enough_of_each(neutral, len(y), min_support)
-
-
-def tune_neutral_offset(y: np.ndarray, p: np.ndarray, sources: np.ndarray | None, min_support: int) -> float:
-    """Neutral's log-offset that maximises sentiment macro-F1 over the classes present: pooled over the rows, or
-    (``sources`` given) the mean over the sources with ``3 * min_support`` rows, each corpus once, polar-only
-    ones (Mozetič, where every neutral call is an error) among them; 0 where the rows are too few to weigh
-    neutral (:func:`_sentiment_slice`)."""
-    if not _sentiment_slice(y, min_support):
-        return 0.0
-    if sources is not None:
-        big = [s for s in sorted(set(sources)) if (sources == s).sum() >= 3 * min_support]
-        curves = [neutral_offset_curve(y[sources == s], p[sources == s]) for s in big]
-        if curves:
-            return best_offset(np.mean(curves, axis=0))
-    return best_offset(neutral_offset_curve(y, p))
-
-
-def tune_sentiment(frame: pd.DataFrame, p: np.ndarray, min_support: int, by_source: bool) -> dict[str, float]:
-    """Neutral's log-offset for sentiment: a global one and one per language whose rows can weigh neutral."""
-    mask = frame["sentiment"].notna().to_numpy()
-    y = np.searchsorted(np.asarray(SENTIMENT_LABELS), frame.loc[mask, "sentiment"].astype(str).to_numpy())
-    p = p[mask]
-    sources = frame.loc[mask, "source"].astype(str).to_numpy() if by_source else None
-    langs = frame.loc[mask, "lang"].astype(str).to_numpy()
-    slices = {"default": np.ones(len(y), dtype=bool)}
-    slices.update({lang: sel for lang in sorted(set(langs)) if _sentiment_slice(y[sel := langs == lang], min_support)})
-    return {
-        name: tune_neutral_offset(y[sel], p[sel], None if sources is None else sources[sel], min_support)
-        for name, sel in slices.items()
-    }
-
-
 ThresholdSelection = Literal["pooled", "source_mean"]
 
 
 def tune_thresholds(
     frame: pd.DataFrame, proba: Probabilities, min_support: int, selection: ThresholdSelection = "pooled"
 ) -> dict[str, dict[str, float]]:
-    """Per binary head: a global threshold and one per language with enough labelled rows of each class; for
-    sentiment, neutral's log-offset the same way (:func:`tune_sentiment`).
+    """Per binary head: a global threshold and one per language with enough labelled rows of each class.
 
     ``pooled`` maximises F1 over all the rows (of the head, of the language); ``source_mean`` the mean F1 over
     the sources among them (:func:`tune_source_mean`), so a small corpus with a rare positive class is not
     cut at the threshold that suits a large one with another base rate."""
     out: dict[str, dict[str, float]] = {}
-    if "sentiment" in proba and "sentiment" in frame.columns and frame["sentiment"].notna().any():
-        out["sentiment"] = tune_sentiment(frame, proba["sentiment"], min_support, selection == "source_mean")
     for head in BINARY_HEADS:
-        if head not in frame.columns or head not in proba:
-            continue
         mask = frame[head].notna().to_numpy()
         if not mask.any():
             continue
@@ -169,8 +101,8 @@ def binary_metrics(y: np.ndarray, p: np.ndarray, predicted: np.ndarray) -> dict[
     return metrics
 
 
-def sentiment_metrics(y: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    """Macro-F1 and the rest for sentiment labels ``y`` against the ``predicted`` ones."""
+def sentiment_metrics(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    predicted = np.asarray(SENTIMENT_LABELS)[np.argmax(proba, axis=1)]
     present = sorted(set(y))  # macro over the classes the slice has (mozetic has no neutral)
     precision, recall, f1, _ = precision_recall_fscore_support(
         y, predicted, labels=present, average="macro", zero_division=0
@@ -184,18 +116,9 @@ def sentiment_metrics(y: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     }
 
 
-def per_row(langs: np.ndarray, table: dict[str, float], default: float) -> np.ndarray:
-    """Each row's value from ``{"default": v, "<lang>": v}``: its language's own, or the default."""
-    return np.array([table.get(str(lang), table.get("default", default)) for lang in langs], dtype=np.float64)
-
-
 def apply_thresholds(p: np.ndarray, langs: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
-    return p >= per_row(langs, thresholds, 0.5)
-
-
-def sentiment_labels(p: np.ndarray, langs: np.ndarray, offsets: dict[str, float]) -> np.ndarray:
-    """Each row's sentiment label with its language's neutral offset (``{}``: the plain argmax)."""
-    return np.asarray(SENTIMENT_LABELS)[sentiment_indices(p, per_row(langs, offsets, 0.0))]
+    cut = np.array([thresholds.get(str(lang), thresholds.get("default", 0.5)) for lang in langs])
+    return p >= cut
 
 
 MIN_SLICE_ROWS = 10  # a language or source slice with fewer labelled rows gets no metrics
@@ -210,8 +133,6 @@ def evaluate(
     """``{head: {slice: metrics}}`` where a slice is ``all``, ``lang_xx`` or ``source_name``."""
     report: dict[str, dict[str, dict[str, float]]] = {}
     for head in ("sentiment", *BINARY_HEADS):
-        if head not in frame.columns or head not in proba:
-            continue
         mask = frame[head].notna().to_numpy()
         if not mask.any():
             continue
@@ -224,10 +145,10 @@ def evaluate(
         head_report: dict[str, dict[str, float]] = {}
         if head == "sentiment":
             y = sub["sentiment"].astype(str).to_numpy()
-            labels = sentiment_labels(proba["sentiment"][mask], sub["lang"].to_numpy(), thresholds.get("sentiment", {}))
+            p = proba["sentiment"][mask]
             for name, sel in slices.items():
                 if sel.sum() >= min_rows or name == "all":
-                    head_report[name] = sentiment_metrics(y[sel], labels[sel])
+                    head_report[name] = sentiment_metrics(y[sel], p[sel])
         else:
             y = sub[head].astype(int).to_numpy()
             p = proba[head][mask]

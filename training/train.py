@@ -31,7 +31,6 @@ from training.evaluate import (
     flatten,
     headline,
     report_table,
-    sentiment_labels,
     slice_scores,
     tune_thresholds,
 )
@@ -101,8 +100,6 @@ def model_card(meta: dict[str, Any], report: dict[str, Any], reports: dict[str, 
             "```",
             "",
             "## Decision thresholds (tuned on the validation split)",
-            "Binary heads: the cut on P(1). Sentiment: neutral's log-offset before the argmax (negative: a "
-            "neutral call needs more probability; 0: the plain argmax).",
             "```json",
             json.dumps(meta["thresholds"], indent=2),
             "```",
@@ -308,13 +305,11 @@ def batch_consistency(
 
     Dynamic int8 scales activations per batch, so a comment's probabilities depend on the comments scored
     with it; static, blockwise and rowwise int8 and a float export do not. Returns the largest |Δp| and, per
-    head, the share of rows whose decision (sentiment label, binary thresholds) differs.
+    head, the share of rows whose decision (sentiment argmax, binary thresholds) differs.
     """
     texts, langs = rows["norm_text"].tolist(), rows["lang"].to_numpy()
     alone = score_one_at_a_time(backend, texts)
-    offsets = thresholds.get("sentiment", {})
-    before = sentiment_labels(batched["sentiment"], langs, offsets)
-    changed = {"sentiment": float(np.mean(sentiment_labels(alone["sentiment"], langs, offsets) != before))}
+    changed = {"sentiment": float(np.mean(alone["sentiment"].argmax(1) != batched["sentiment"].argmax(1)))}
     for head in BINARY_HEADS:
         rules = thresholds.get(head, {"default": 0.5})
         before = apply_thresholds(batched[head], langs, rules)
