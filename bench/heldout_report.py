@@ -24,6 +24,7 @@ from sklearn.metrics import average_precision_score
 
 from models.backends import EnsembleBackend
 from models.store import configure_mlflow
+from models.text import normalize
 from service.predictor import load_failure, load_predictor
 from training.config import load_config
 from training.data import load_data
@@ -123,8 +124,10 @@ def main() -> None:
     if not isinstance(backend, EnsembleBackend):
         raise SystemExit(f"{args.model}: not an ensemble ({backend.kind})")
     started = time.monotonic()
-    val_p = {n: m.predict_proba(val["norm_text"].tolist()) for n, m in backend.members.items()}
-    test_p = {n: m.predict_proba(test["norm_text"].tolist()) for n, m in backend.members.items()}
+    # the text as the model was trained on it (prepare normalises as this code does)
+    val_texts, test_texts = ([normalize(t, model.normalization) for t in f["text"]] for f in (val, test))
+    val_p = {n: m.predict_proba(val_texts) for n, m in backend.members.items()}
+    test_p = {n: m.predict_proba(test_texts) for n, m in backend.members.items()}
     print(f"scored {len(val)} validation and {len(test)} test rows in {time.monotonic() - started:.0f}s")
     sources = set(test["source"].astype(str))
     targets = [t for t in TARGETS if t[1] in sources]  # a corpus left out of --data has no row

@@ -18,10 +18,27 @@ from mlflow.pyfunc import PythonModel
 from models.backends import Backend, load_backend
 from models.lang import default_detector
 from models.schema import BINARY_HEADS, LANGUAGES, OUTPUT_COLUMNS, SENTIMENT_LABELS
-from models.text import normalize
+from models.text import MASK_RUN_SINCE, NORMALIZATION_VERSION, NORMALIZATION_VERSIONS, normalize
 
 META_FILE = "meta.json"
 DEFAULT_THRESHOLD = 0.5
+
+
+def normalization_of(meta: dict[str, Any]) -> int:
+    """The :func:`models.text.normalize` version a model was trained on: recorded in ``meta.json`` since
+    versions were numbered; for a model logged before that, 1 if it was trained before the version-2 change
+    (``MASK_RUN_SINCE``), else 2. A version this code does not know is refused (``ValueError``)."""
+    given = meta.get("normalization")
+    if given is None:
+        trained = meta.get("trained_at")
+        before = trained is not None and pd.Timestamp(trained) < pd.Timestamp(MASK_RUN_SINCE)
+        return 1 if before else NORMALIZATION_VERSION
+    if given not in NORMALIZATION_VERSIONS:
+        raise ValueError(
+            f"the model was trained on text normalised as version {given!r}; this code knows "
+            f"{', '.join(map(str, NORMALIZATION_VERSIONS))}: serve it with the code it was trained with"
+        )
+    return int(given)
 
 
 class TriageModel:
@@ -30,6 +47,7 @@ class TriageModel:
     def __init__(self, backend: Backend, meta: dict[str, Any]):
         self.backend = backend
         self.meta = meta
+        self.normalization = normalization_of(meta)  # serve on the text the model was trained on
         # {head: {"default": t, "<lang>": t}}: a language's own threshold where validation data allowed one.
         given = meta.get("thresholds", {})
         self.thresholds: dict[str, dict[str, float]] = {}
@@ -53,7 +71,12 @@ class TriageModel:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.backend.save(directory)
-        meta = {**self.meta, "backend": self.backend.kind, "thresholds": self.thresholds}
+        meta = {
+            **self.meta,
+            "backend": self.backend.kind,
+            "thresholds": self.thresholds,
+            "normalization": self.normalization,
+        }
         (directory / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
         return directory
 
@@ -70,7 +93,7 @@ class TriageModel:
             lang if isinstance(lang, str) and lang in LANGUAGES else detector.detect(text)
             for text, lang in zip(texts, given, strict=True)
         ]
-        proba = self.backend.predict_proba([normalize(t) for t in texts], langs=languages)
+        proba = self.backend.predict_proba([normalize(t, self.normalization) for t in texts], langs=languages)
         frame: dict[str, Any] = {"language": languages}
         sentiment = proba["sentiment"]
         frame["sentiment"] = [SENTIMENT_LABELS[i] for i in np.argmax(sentiment, axis=1)]

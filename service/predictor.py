@@ -72,6 +72,7 @@ class ModelPredictor:
             "trained_at": meta.get("trained_at"),
             "heads": meta.get("heads"),
             "thresholds": self.model.thresholds,
+            "normalization": self.model.normalization,
             "metrics": meta.get("headline", {}),
             "training_data": meta.get("data_summary", {}),
         }

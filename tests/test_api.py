@@ -145,7 +145,7 @@ def test_model_and_health_endpoints(client, registry):
     assert model["name"] == "comment-triage" and model["alias"] == "champion"
     assert model["registered_version"] == registry["version"]
     assert set(model["metrics"]) == {"sentiment", "toxic", "complaint", "question"}
-    assert model["training_data"]["rows"] == 700
+    assert model["training_data"]["rows"] == 700 and model["normalization"] == 2
     assert "test/toxic/all/f1" in model["run_metrics"]
     assert client.get("/nope").json()["error"]["code"] == "not_found"
 

@@ -505,6 +505,23 @@ def test_another_model_shape_or_source_weights_are_refused(fp32_checkpoint, tiny
         check_compatible(meta, weighted, fingerprint, out)
 
 
+def test_a_checkpoint_fine_tuned_on_text_normalised_otherwise_is_refused(fp32_checkpoint, caplog):
+    from models.text import NORMALIZATION_VERSION
+    from training.finetune import check_compatible, read_checkpoint
+    from training.prepare import load_prepared
+
+    out, _, cfg = fp32_checkpoint
+    meta = read_checkpoint(out)
+    assert meta["normalization"] == NORMALIZATION_VERSION
+    fingerprint = load_prepared([SEED], cfg, SEED).split_fingerprint
+    with pytest.raises(CheckpointError, match="normalised as version 1, this code normalises as version 2"):
+        check_compatible({**meta, "normalization": 1}, cfg, fingerprint, out)
+    unrecorded = {k: v for k, v in meta.items() if k != "normalization"}  # written before it was recorded
+    with caplog.at_level("WARNING", logger="training.finetune"):
+        check_compatible(unrecorded, cfg, fingerprint, out)
+    assert "records no text normalisation version" in caplog.text
+
+
 def test_a_finished_run_records_how_the_checkpoint_was_trained(fp32_checkpoint):
     """Training settings come from the checkpoint, export settings from the finishing config."""
     from training.finetune import finishing_config, read_checkpoint

@@ -219,3 +219,11 @@ def test_normalize_masks_urls_and_handles_and_decodes_entities():
 )
 def test_normalize_collapses_runs_of_masks(text, expected):
     assert normalize(text) == expected
+
+
+def test_normalize_keeps_the_older_version_for_models_trained_on_it():
+    text = "@a @b @c you are a liar"
+    assert normalize(text, version=1) == "@USER @USER @USER you are a liar"  # before runs were collapsed
+    assert normalize(text, version=2) == normalize(text) == "@USER you are a liar"
+    with pytest.raises(ValueError, match="version 3 is unknown"):
+        normalize(text, version=3)

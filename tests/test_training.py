@@ -9,6 +9,7 @@ import pytest
 from mlflow import MlflowClient
 
 from models.schema import HEADS, MODEL_NAME, OUTPUT_COLUMNS
+from models.text import NORMALIZATION_VERSION
 from training.config import ConfigError, TrainConfig, load_config
 from training.evaluate import tune_threshold
 from training.registry import PromotionError, champion_version, promote
@@ -49,6 +50,7 @@ def test_pyfunc_round_trip_by_alias(registry):
     assert [c.name for c in info.signature.inputs.inputs] == ["text", "lang"]
     meta = model.unwrap_python_model().model.meta
     assert meta["data_summary"]["rows"] == 700 and set(meta["thresholds"]) == {"toxic", "complaint", "question"}
+    assert meta["normalization"] == NORMALIZATION_VERSION
     # A given language is used as is.
     forced = model.predict(pd.DataFrame({"text": ["ok"], "lang": ["de"]}))
     assert forced.loc[0, "language"] == "de"
@@ -303,6 +305,49 @@ def test_training_tunes_the_served_thresholds_as_configured(monkeypatch):
     assert got["pooled"]["toxic"]["pl"] < got["source_mean"]["toxic"]["pl"]
     with pytest.raises(ValueError, match="threshold_selection"):
         TrainConfig(threshold_selection="median")
+
+
+def test_a_model_is_served_on_text_normalised_as_it_was_trained(tmp_path):
+    import json
+
+    from models.pyfunc import META_FILE, TriageModel
+    from models.schema import BINARY_HEADS
+
+    class Recording:  # keeps the texts the back-end is asked to score
+        kind = "recording"
+
+        def __init__(self):
+            self.seen: list[str] = []
+
+        def predict_proba(self, texts, langs=None):
+            self.seen += texts
+            return {
+                "sentiment": np.tile([0.2, 0.5, 0.3], (len(texts), 1)),
+                **{h: np.zeros(len(texts)) for h in BINARY_HEADS},
+            }
+
+        def save(self, directory):
+            pass
+
+    reply = "@a @b @c you are a liar"
+    cases = {
+        "recorded 1": ({"normalization": 1}, 1, "@USER @USER @USER you are a liar"),
+        "recorded 2": ({"normalization": 2}, 2, "@USER you are a liar"),
+        # logged before versions were recorded: by when it was trained
+        "old, unrecorded": ({"trained_at": "2026-11-28T10:00:00+00:00"}, 1, "@USER @USER @USER you are a liar"),
+        "new, unrecorded": ({"trained_at": "2026-12-03T10:00:00+00:00"}, 2, "@USER you are a liar"),
+    }
+    for name, (meta, version, seen) in cases.items():
+        backend = Recording()
+        model = TriageModel(backend, meta)
+        model.predict_columns([reply], ["en"])
+        assert (model.normalization, backend.seen) == (version, [seen]), name
+    saved = json.loads(
+        (TriageModel(Recording(), {"trained_at": "2026-11-28T10:00:00+00:00"}).save(tmp_path) / META_FILE).read_text()
+    )
+    assert saved["normalization"] == 1  # written down once known
+    with pytest.raises(ValueError, match="normalised as version 3; this code knows 1, 2"):
+        TriageModel(Recording(), {"normalization": 3})
 
 
 def test_f1_curve_matches_sklearn_at_every_threshold():

@@ -25,6 +25,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from models.text import NORMALIZATION_VERSION
 from training.base_models import sha256_file
 from training.config import TrainConfig, TransformerConfig, validation_details
 from training.prepare import Prepared, cap, cap_total
@@ -198,6 +199,7 @@ def save_checkpoint(
     meta = {
         "format": CHECKPOINT_FORMAT,
         "split_fingerprint": split_fingerprint,
+        "normalization": NORMALIZATION_VERSION,  # the text it was fine-tuned on (models.text.normalize)
         "vocab_hash": vocab_hash(fit.tokenizer),
         "vocab_size": len(fit.tokenizer.get_vocab()),
         "frozen_hash": frozen_hash(fit.model),
@@ -256,6 +258,19 @@ def check_compatible(meta: Mapping[str, Any], cfg: TrainConfig, split_fingerprin
             raise CheckpointError(
                 f"{directory}: fine-tuned with transformer.{name}={theirs!r}, the config says {ours!r}"
             )
+    theirs = meta.get("normalization")
+    if theirs is None:
+        log.warning(
+            "%s: records no text normalisation version (written before checkpoints recorded it); finished as "
+            "version %d, which collapses a run of masked handles or links into one",
+            directory,
+            NORMALIZATION_VERSION,
+        )
+    elif theirs != NORMALIZATION_VERSION:
+        raise CheckpointError(
+            f"{directory}: fine-tuned on text normalised as version {theirs}, this code normalises as version "
+            f"{NORMALIZATION_VERSION}: fine-tune it again with this code"
+        )
     if dict(meta["source_weights"]) != dict(cfg.source_weights):
         raise CheckpointError(
             f"{directory}: fine-tuned with source_weights {meta['source_weights']}, the config says "

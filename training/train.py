@@ -19,6 +19,7 @@ from mlflow.exceptions import MlflowException
 from models.pyfunc import CommentTriagePyfunc, TriageModel, models_package_dir, signature_and_example
 from models.schema import BINARY_HEADS, HEADS, LANGUAGES, MODEL_NAME, SENTIMENT_LABELS
 from models.store import artifact_location, configure_mlflow
+from models.text import NORMALIZATION_VERSION
 from training.config import TrainConfig
 from training.data import summarize
 from training.evaluate import (
@@ -522,6 +523,7 @@ def train(
             "family": cfg.family if fitted.chosen != "ensemble" else "ensemble",
             "heads": [h for h in HEADS if h in report],
             "trained_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
+            "normalization": NORMALIZATION_VERSION,
             "thresholds": fitted.thresholds,
             "headline": headline(report),
             "data_summary": summary,
