@@ -30,15 +30,25 @@ def normalization_of(meta: dict[str, Any]) -> int:
     (``MASK_RUN_SINCE``), else 2. A version this code does not know is refused (``ValueError``)."""
     given = meta.get("normalization")
     if given is None:
-        trained = meta.get("trained_at")
-        before = trained is not None and pd.Timestamp(trained) < pd.Timestamp(MASK_RUN_SINCE)
-        return 1 if before else NORMALIZATION_VERSION
+        return 1 if _trained_before(meta.get("trained_at"), MASK_RUN_SINCE) else NORMALIZATION_VERSION
     if given not in NORMALIZATION_VERSIONS:
         raise ValueError(
             f"the model was trained on text normalised as version {given!r}; this code knows "
             f"{', '.join(map(str, NORMALIZATION_VERSIONS))}: serve it with the code it was trained with"
         )
     return int(given)
+
+
+def _trained_before(trained_at: Any, moment: str) -> bool:
+    """Whether ``trained_at`` (ISO time; UTC where it names no zone) is before ``moment``; False when it is
+    missing or no time."""
+    try:
+        trained = pd.Timestamp(trained_at)
+    except (TypeError, ValueError):
+        return False
+    if pd.isna(trained):
+        return False
+    return bool((trained if trained.tzinfo else trained.tz_localize("UTC")) < pd.Timestamp(moment))
 
 
 class TriageModel:

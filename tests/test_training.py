@@ -336,6 +336,9 @@ def test_a_model_is_served_on_text_normalised_as_it_was_trained(tmp_path):
         # logged before versions were recorded: by when it was trained
         "old, unrecorded": ({"trained_at": "2026-11-28T10:00:00+00:00"}, 1, "@USER @USER @USER you are a liar"),
         "new, unrecorded": ({"trained_at": "2026-12-03T10:00:00+00:00"}, 2, "@USER you are a liar"),
+        "no zone, unrecorded": ({"trained_at": "2026-11-28 10:00"}, 1, "@USER @USER @USER you are a liar"),
+        "no time": ({"trained_at": "last week"}, 2, "@USER you are a liar"),
+        "no date at all": ({}, 2, "@USER you are a liar"),
     }
     for name, (meta, version, seen) in cases.items():
         backend = Recording()
