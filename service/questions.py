@@ -1,31 +1,43 @@
 """Extracting the questions of a comment, in the order asked, in pl, ru, uk, en and de.
 
-A sentence is cut into clauses where a comma, dash, colon or "and" is followed by another interrogative
-("when will it ship and can I pay by card?"). A clause is a question when it is the last clause of a
-sentence that ends with "?" (but not "?!", which is rhetorical) or when it opens with an interrogative
-or a verb-first question form ("czy", "когда", "чи", "wann", "ob", "do you", "liefert ihr"). A clause that
-holds a rhetorical idiom of its language ("are you kidding me", "co wy tam robicie", "сколько можно?", "ви там
-що, поснули", "geht's noch") is no question, unless it asks for a choice.
+A sentence ends at . ! ? … a line break, or a run of emoji before a capital or a question ("Super 😍 Czy
+jest w M?"). It is cut into clauses where a comma, dash, colon or "and" is followed by another interrogative
+("when will it ship and can I pay by card?"). A clause is a question when it is the last clause of a sentence
+that ends with "?" (but not "?!", which is rhetorical) or when it opens with an interrogative or a verb-first
+question form ("czy", "когда", "чи", "wann", "ob", "do you", "liefert ihr"). A clause that says a question
+follows ("Zastanawiam się, czy ...", "wollte fragen, ob ...") makes the next one a question, and a last clause
+that only a question opens ("..., czy mogę to wymienić", "..., can i still change it") is one without "?" too.
+A clause that holds a rhetorical idiom of its language ("are you kidding me", "co wy tam robicie", "сколько
+можно?", "ви там що, поснули", "geht's noch") or spam bait ("Who wants to win a FREE phone?") is no question,
+unless it asks for a choice. Handles and greetings that open a question, emoji at its ends and a closing full
+stop are trimmed.
 """
 
 from __future__ import annotations
 
 import re
 
+# "What do I do now": a question wherever it stands, with or without "?".
+_WHAT_TO_DO = (
+    r"co (?:mam|mogę|moge|powinienem|powinnam) (?:teraz )?(?:zrobi[ćc]|robi[ćc])|что (?:мне )?(?:теперь )?делать|"
+    r"що (?:мені )?(?:тепер )?робити|what (?:should|can) i do|what do i do|was (?:soll|kann|muss) ich (?:jetzt |nun )?"
+    r"(?:tun|machen)"
+)
 # Words that open a question whatever punctuation follows ("czy jest w rozmiarze M").
 _STRONG = "|".join(
     [
+        _WHAT_TO_DO,
         # pl
         "czy|kiedy|gdzie|ile|jak długo|jak dlugo|jak mogę|jak moge|dlaczego|czemu|skąd|skad|dokąd|dokad|jakie|jaki|jaka|jakiego|jakim|jaką|kto|po co|na kiedy|"
         "do kiedy|od kiedy|o której|o ktorej|da się|da sie|mogę|moge|możecie|mozecie|można|mozna|macie|jest szansa|"
-        r"na jakim|w jakim|jak (?!nie )(?:\w+ )?\w{2,}ć(?!\s*,)",  # "jak zrobić wymianę": how to + infinitive
+        r"na jakim|w jakim|jak (?!nie |widac)(?:\w+ )?\w+(?:ć|[aeiyu]c)(?![\w-])(?!\s*,)",  # "jak zrobić wymianę", "jak to wylaczyc"
         # ru
         "когда|где|сколько|как долго|как мне|почему|зачем|куда|откуда|какой|какая|какое|какие|каком|какую|каких|можно ли|есть ли|будет ли|"
         "будут ли|могу ли|можно|подскажите|скажите|кто|чей|чья|на каком|в каком|с какого|до какого|"
         r"как (?!ни |не )(?:\w+ )?\w{2,}(?:ить|ать|ять|еть|уть|ыть|оть|ти|чь)(?:ся)?(?![\w-])(?!\s*,)",  # "как подключить тариф"
         # uk
         "чи|коли|де|скільки|як довго|як мені|чому|навіщо|куди|звідки|який|яка|яке|які|якого|якому|хто|можна|підкажіть|скажіть|"
-        r"на якому|в якому|у якому|з якого|до якого|як (?!ні |не )(?:\w+ )?\w{2,}(?:ти|тися)(?![\w-])(?!\s*,)",  # "як це зупинити"
+        r"на якому|в якому|у якому|з якого|до якого|як (?!ні |не )(?:\w+ ){0,2}\w{2,}(?:ти|тися)(?![\w-])(?!\s*,)",  # "як це зупинити"
         # en
         "(?:when|where|who|which)(?:\s+the\s+(?:hell|fuck|heck)|\s+on earth)?\s+(?:is|are|was|were|will|would|do|does|did|can|could|should|shall|has|have|had)|why|whether|how much|how many|how long|how far|how do|how can|how does|how to|"
         "any chance|any idea|any update|is there|are there",
@@ -43,11 +55,27 @@ _RELATIVE = (
 # or after "and" inside a question ("... i jak ją aktywować").
 _WEAK = "what|how|co|jak|что|как|що|як|was|wie"
 # Verb-first questions without "?": en auxiliaries, de finite verb + pronoun, ru/uk enclitics.
-_VERB_FIRST = (
-    r"(?:do|does|did|is|are|was|were|can|could|will|would|should|have|has)\s+(?:you|u|i|we|they|it|the|this|that|"
+_VERB_FIRST_EN = (
+    r"(?:do|does|did|is|are|r|was|were|can|could|will|would|should|have|has)\s+(?:you|u|i|we|they|it|the|this|that|"
     r"there|my|your|he|she)\b"
-    r"|[a-zäöüß]+(?:t|st|en|nn|ss)\s+(?:ihr|sie|es|das|man|du|ich|die|der)\b"
-    r"|\S+\s+(?:ли|li)\b"
+)
+_LI = r"\S+\s+(?:ли|li)\b"  # "придёт ли", "есть ли": the Russian yes/no question
+_VERB_FIRST = rf"{_VERB_FIRST_EN}|[a-zäöüß]+(?:t|st|en|nn|ss)\s+(?:ihr|sie|es|das|man|du|ich|die|der)\b|{_LI}"
+# Openings that only a question has, with or without "?" and wherever the clause stands: unlike "gdzie", "где",
+# "when" or a German verb-first clause, none of them opens a statement ("Polecam ✅ gdzie indziej drożej").
+_QUESTION_ONLY = (
+    rf"(?:czy|чи|ob|whether|any idea|any chance|подскажите|подскажи|підкажіть|підкажи|скажите|скажіть)(?![\w-])"
+    rf"|{_WHAT_TO_DO}|{_VERB_FIRST_EN}|{_LI}"
+)
+# A clause that says a question follows ("Zastanawiam się, czy ...", "Хотела уточнить, ...", "wondering if ...",
+# "wollte fragen, ob ..."): the clause after it is asked, with or without "?".
+_ASKING = (
+    r"zastanawiam si[ęe]|chcia(?:ł|l)(?:a|e)?bym (?:zapyta[ćc]|si[ęe] dowiedzie[ćc]|wiedzie[ćc])|chc[ęe] zapyta[ćc]|"
+    r"ciekawi mnie|хотел(?:а|и)? (?:бы )?(?:уточнить|узнать|спросить)|хочу (?:уточнить|узнать|спросить)|интересует|"
+    r"хоті(?:в|ла|ли) (?:би |б )?(?:уточнити|дізнатися|дізнатись|запитати|спитати)|хочу (?:уточнити|дізнатися|запитати|"
+    r"спитати)|цікавить|(?:(?:i'm|i am|i was|am|was|just) )?wondering|i'?d like to know|(?:i )?(?:want|wanted) to (?:ask|know|check)|"
+    r"(?:ich )?(?:wollte|möchte|moechte|würde|wuerde) (?:gerne? )?(?:fragen|wissen)|(?:ich )?(?:hätte|haette) gerne? "
+    r"gewusst|ich frage mich"
 )
 _W = r"(?![\w-])"  # "кто-то", "what-ever": not an interrogative
 _STRONG_RE = re.compile(rf"^(?:(?:{_STRONG}){_W}|{_VERB_FIRST})", re.IGNORECASE)
@@ -102,6 +130,23 @@ _RHETORICAL_ANYWHERE = "|".join(
         # asked of nobody: "кто так пакует?", "вы вообще читаете, что вам пишут?" (unless a choice follows)
         r"(?:кто|хто|kto|who) (?:\w+ )?(?:так|tak|packs like) (?:\w+ )?(?:пакует|упаковывает|пакує|pakuje)|"
         r"(?:вы|ви|wy) (?:вообще|взагалі|w ogóle|w ogole) (?:читаете|читаєте|czytacie)|do (?:you|u) (?:people |guys )?even read",
+        # "do you guys even test this?", "Ist das euer Ernst?", "Wer hat sich bitte diesen Jingle ausgedacht",
+        # "What's next, charging us for the masks?", "а вы думали, за 1500 рублей ...?", "serio myślisz, że ...?"
+        r"do (?:you|u) (?:people|guys) even (?:test|check|try)|ist das (?:euer|dein|ihr) ernst|"
+        r"wer hat sich (?:\w+ ){1,3}ausgedacht|who thought (?:\w+ ){1,3}(?:was|is|would be) a good idea|what(?:'s| is) next,|"
+        r"(?:а|a) (?:вы|ты|ви|ти) (?:что |що )?(?:думали|ожидали|чекали|очікували)|what did (?:you|u) expect|"
+        r"czego (?:się |sie )?(?:spodziewa\w*|oczekiwa\w*)|was (?:hast du|habt ihr|haben sie) (?:denn )?erwartet|"
+        r"(?:(?:вы|ты|ви|ти) )?(?:серь[её]зно|серйозно) (?:думаете|думаешь|думаєте|думаєш|считаете|вважаєте|защищаете|"
+        r"захищаєте|хочете)|(?:serio|poważnie|powaznie) (?:myślisz|myslisz|myślicie|myslicie|uważasz|uwazasz)|"
+        r"(?:do )?(?:you|u) seriously think|(?:glaubst du|glaubt ihr|glauben sie) (?:das )?(?:ernsthaft|wirklich)",
+        # bait in spam: "Who wants to win a FREE ...?", "Кому нужна работа на дому?", "Szukasz pracy zdalnej?"
+        r"(?:who wants|who needs|kto chce|komu potrzebn\w*|кто хочет|кому нужн\w*|хто хоче|кому потрібн\w*|"
+        r"wer (?:will|möchte|braucht)) (?:\w+ ){0,4}(?:free|win|darmow\w*|wygra\w*|бесплатн\w*|выигра\w*|"
+        r"безкоштовн\w*|вигра\w*|gratis|kostenlos\w*|gewinn\w*|zarabia\w*|заработ\w*|заробля\w*|(?:под)?работ\w* на дому|"
+        r"роботу з дому|prac\w* zdaln\w*|von zuhause)|"
+        r"(?:szukasz|szukacie|ищете|ищешь|шукаєте|шукаєш|looking for|suchst du|sucht ihr) (?:\w+ ){0,2}"
+        r"(?:prac\w* zdaln\w*|работ\w* на дому|подработ\w*|роботу з дому|підробіт\w*|(?:a )?(?:side )?job from home|"
+        r"work from home|nebenjob|heimarbeit)",
     ]
 )
 # The whole clause: "Seriously?", "Серьёзно?!" (but "Это правда?" asks)
@@ -140,41 +185,77 @@ def is_rhetorical(clause: str) -> bool:
 
 # Sentences end at . ! ? … or a line break; ❓ and ❔ are question marks.
 _SENTENCE = re.compile(r"[^.!?…\n❓❔]+(?:[.!?…❓❔]+|\n|$)")
+# Emoji (pictographs, dingbats, their modifiers and joiners; ❓❔❕❗ are punctuation): in comments they end sentences as
+# often as a full stop does ("Обожаю ваш клуб 💪💪 В новом тоже будет бассейн?").
+_EMOJI = "\U0001f000-\U0001faff\u2600-\u2752\u2756\u2758-\u27bf\u2b00-\u2bff\ufe0f\u200d"  # not ❓❔❕❗
+# A run of emoji ends a sentence where a capital follows it, as a full stop would, or a question that ends in "?"
+# ("love it 😍 any idea when …?"), or one that only a question opens ("😍 czy jest w M"); not where the sentence
+# goes on ("can I order 🍕 for ten people?", "Polecam ✅ gdzie indziej drożej").
+_EMOJI_BREAK = re.compile(
+    rf"(?<=[{_EMOJI}])\s+(?=[A-ZÄÖÜĄĆĘŁŃÓŚŹŻА-ЯЁІЇЄҐ]|(?i:(?:{_STRONG}|{_WEAK}){_W}|{_VERB_FIRST})[^?]*\?"
+    rf"|(?i:{_QUESTION_ONLY}|(?:{_ASKING}){_W}))"
+)
 # Cut points: "and"/"i"/"und"/"и"/"і" before any interrogative; comma, dash or colon before a strong one.
 # One group: split() keeps what was cut at (a colon or dash announces questions).
 _AND = r"(?:and|und|i|oraz|a|и|а|і|й|та)"
 _CUT = re.compile(
     rf"((?:,\s*{_AND}\s+|\s+{_AND}\s+)(?=(?:{_STRONG}|{_WEAK}){_W}|{_VERB_FIRST})"
-    rf"|(?:,|\s[-–—]|:)\s*(?!(?:{_RELATIVE}){_W})(?=(?:{_STRONG}){_W}))",
+    rf"|(?:,|\s[-–—]|:)\s*(?!(?:{_RELATIVE}){_W})(?=(?:{_STRONG}){_W}|{_VERB_FIRST_EN}|{_LI})|:\s*(?=(?:{_WEAK}){_W}))",
     re.IGNORECASE,
 )
 
 # "Krem ma SPF czy nie", "крем має SPF чи ні": an either-or tag makes a question without "?" too.
 _OR_NOT = re.compile(
-    r"^[^,]*(?<!\byes)(?<!\btak)(?<!\bда)(?<!\bтак)(?<!\bja)\s(?:or not|czy nie|или нет|чи ні|oder nicht)\W*$",
+    r"^[^,]*(?<!\byes)(?<!\btak)(?<!\bда)(?<!\bтак)(?<!\bja)\s(?:or not|czy nie|или нет|чи ні|oder nicht)\W*"
+    r"(?:,\s*(?:bo|бо|потому что|because|cause|weil|denn)\s.*)?$",
+    re.IGNORECASE,
+)
+_ASKING_RE = re.compile(rf"^(?:{_ASKING})(?![\w-])", re.IGNORECASE)
+_ASKING_IF_RE = re.compile(
+    rf"^(?:{_ASKING})[\s,]+(?:(?:if|when|where|which|who|{_STRONG}|{_WEAK}){_W}|{_QUESTION_ONLY})", re.IGNORECASE
+)
+_QUESTION_ONLY_RE = re.compile(rf"^(?:{_QUESTION_ONLY})", re.IGNORECASE)
+# "Nie wiem, czy ...", "I'm not sure whether ...": a doubt, not a question.
+_DOUBT = re.compile(
+    r"(?:nie wiem|nie jestem pewn\w*|не знаю|не уверен\w*|не впевнен\w*|(?:do not|don'?t) know|not sure|"
+    r"wei(?:ß|ss) nicht|keine ahnung)\W*$",
     re.IGNORECASE,
 )
 _ANNOUNCE = re.compile(
-    r"(?<![\w-])(?:questions?|quick one|pytani[ae]|pytań|pytan|вопрос\w*|питанн\w*|fragen?)(?![\w-])", re.IGNORECASE
+    r"(?<![\w-])(?:questions?|quick one|(?:two|three|2|3) things|pytani[ae]|pytań|pytan|dwie rzeczy|вопрос\w*|питанн\w*|"
+    r"fragen?|zwei dinge)(?![\w-])",
+    re.IGNORECASE,
 )
 
 
+# Handles that open a clause address someone ("@jess_lifts which size did you get?"): not part of the question.
+_ADDRESS = re.compile(r"^(?:@[\w.]+[,:]?\s*)+")
+_EDGE_EMOJI = re.compile(rf"^[{_EMOJI}\s]+|(?<=\S)[{_EMOJI}\s]+$")
+
+
+def _unaddressed(clause: str) -> str:
+    """Without the handles and the greeting that open it ("@ana hi, ...", "Hi @ana, ...")."""
+    return _ADDRESS.sub("", _GREETING.sub("", _ADDRESS.sub("", clause), count=1))
+
+
 def _body(clause: str) -> str:
-    return _LEAD.sub("", _GREETING.sub("", clause.strip()))
+    return _LEAD.sub("", _unaddressed(clause.strip()))
 
 
 def _clean(clause: str) -> str:
-    """Trim punctuation and a leading greeting ("Hi, do you ...?" -> "do you ...?"); stays a span of the text."""
-    clause = clause.strip().strip(",;:-–— ").strip()
-    rest = _GREETING.sub("", clause, count=1).strip()
+    """Trim punctuation (and a closing full stop), emoji at either end, and a leading handle or greeting ("@ana hi, do you ...? 🙏" -> "do
+    you ...?"); stays a span of the text."""
+    clause = _EDGE_EMOJI.sub("", clause.strip().strip(",;:-–— ")).strip().rstrip(".…").rstrip()
+    rest = _unaddressed(clause).strip()
     return rest if any(ch.isalpha() for ch in rest) else clause
 
 
 def extract_questions(text: str) -> list[str]:
     """The questions of ``text`` in order, each an exact span of the text (trimmed)."""
     found: list[str] = []
-    for match in _SENTENCE.finditer(text):
-        sentence = match.group(0).strip()
+    sentences = (part for match in _SENTENCE.finditer(text) for part in _EMOJI_BREAK.split(match.group(0)))
+    for sentence in sentences:
+        sentence = sentence.strip()
         if not sentence or not any(ch.isalpha() for ch in sentence):
             continue
         marks = sentence.replace("❓", "?").replace("❔", "?")
@@ -193,16 +274,25 @@ def extract_questions(text: str) -> list[str]:
                 continue
             last = i == len(clauses) - 1
             # a colon or dash after "a question" announces them: "Mam pytanie – kiedy przyjdzie, czy jest płatna"
-            announced = (
-                sep.strip()[:1] in (":", "-", "–", "—")
-                and not first_is_question
-                and bool(_ANNOUNCE.search(clauses[i - 1][1]))
+            before = _body(clauses[i - 1][1]) if i else ""
+            announced = not first_is_question and (
+                (sep.strip()[:1] in (":", "-", "–", "—") and bool(_ANNOUNCE.search(before)))
+                or bool(_ASKING_RE.match(before))  # "Хотела уточнить, вернутся ли деньги ..."
             )
             if i == 0 or announced:
-                first_is_question = bool(_STRONG_RE.match(body) or _OR_NOT.search(body)) or (asked and last)
+                joined = not last and any(ch.isalpha() for ch in clauses[i + 1][0])  # "What is it for and how ...?"
+                first_is_question = (
+                    bool(_STRONG_RE.match(body) or _OR_NOT.search(body) or _ASKING_IF_RE.match(body))
+                    or (asked and last)
+                    or bool((announced or (asked and joined)) and _ANY_RE.match(body))
+                )
                 if first_is_question:
                     found.append(clause)
             elif (asked and last) or ((asked or first_is_question) and _ANY_RE.match(body)):
                 # A later clause counts only inside a question: "Chuj wie, gdzie ..." is no question.
+                found.append(clause)
+            elif last and _QUESTION_ONLY_RE.match(body) and len(body.split()) > 2 and not _DOUBT.search(before):
+                # "mam 168 cm, czy wersja maxi nie będzie za długa", "ordered it last night, can i still change it";
+                # not a tag ("..., are they 🙄")
                 found.append(clause)
     return found

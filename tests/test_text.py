@@ -161,6 +161,62 @@ STATEMENTS = [
 ]
 
 
+# How comments really open and punctuate questions: after an emoji instead of a full stop, after an @handle, after
+# "I was wondering" without "?", as the last clause after a comma, or announced ("Two things: ...").
+COMMENT_SHAPES = [
+    ("Świetna kurtka 😍 Czy będzie w zieleni?", ["Czy będzie w zieleni?"]),
+    ("Супер сервіс 🙏 коли буде нова колекція?", ["коли буде нова колекція?"]),
+    ("new drop looks amazing 🔥🔥 do you ship to Norway", ["do you ship to Norway"]),
+    ("Bestellung ist da 👍 ob es die Hose auch in 34 gibt", ["ob es die Hose auch in 34 gibt"]),
+    ("@anna_k which colour did you order?", ["which colour did you order?"]),
+    ("Hi @mark, is the store open on Sunday? 🙏", ["is the store open on Sunday?"]),
+    ("@Ирина подскажите, а вам вернули деньги?", ["подскажите, а вам вернули деньги?"]),
+    ("Zastanawiam się, czy ten krem jest dla cery naczynkowej", ["czy ten krem jest dla cery naczynkowej"]),
+    ("Хотел уточнить, придет ли заказ до пятницы", ["придет ли заказ до пятницы"]),
+    ("I was wondering whether the lamp comes with a bulb", ["I was wondering whether the lamp comes with a bulb"]),
+    ("Ich wollte fragen, ob ihr auch nach Österreich liefert.", ["ob ihr auch nach Österreich liefert"]),
+    ("Kupiłam wczoraj buty, czy mogę je jeszcze wymienić na większe", ["czy mogę je jeszcze wymienić na większe"]),
+    ("got the parcel today, can i still add a gift card to it", ["can i still add a gift card to it"]),
+    (
+        "Two things: what's the delivery fee, and do you deliver on Sundays?",
+        [
+            "what's the delivery fee",
+            "do you deliver on Sundays?",
+        ],
+    ),
+    ("Was ist das für eine Gebühr und wer hat sie gebucht?", ["Was ist das für eine Gebühr", "wer hat sie gebucht?"]),
+    ("Jak to anulowac i kiedy wroca pieniadze", ["Jak to anulowac", "kiedy wroca pieniadze"]),
+    ("Як у застосунку змінити пароль", ["Як у застосунку змінити пароль"]),
+    ("Смак норм чи ні, бо беру на свято", ["Смак норм чи ні, бо беру на свято"]),
+    ("Карту заблокировали, что мне теперь делать", ["что мне теперь делать"]),
+]
+# A statement, a tag, a doubt or a jab stays no question, however it is punctuated.
+COMMENT_NON_QUESTIONS = [
+    "Kupiłam dwie pary, nie wiem, czy zostawię obie",
+    "yeah and everyone else is wrong, are they 🙄",
+    "Не знаю, придет ли вообще",
+    "Ich weiß nicht, ob ich wieder bestelle.",
+    "Who wants to win a FREE phone?? Follow and share!",
+    "Кому нужна подработка на дому? Пишите в личку",
+    "Szukasz pracy zdalnej? Napisz do mnie",
+    "A czego się spodziewałaś za 30 zł?",
+    "Ist das euer Ernst? 12 Euro Versand",
+    "Who thought this jingle was a good idea?",
+    "Вы серьезно думаете, что кто-то будет столько ждать?",
+    "£40 for a seat now. What's next, paying for the toilet?",
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), COMMENT_SHAPES)
+def test_questions_as_comments_shape_them(text, expected):
+    assert extract_questions(text) == expected
+
+
+@pytest.mark.parametrize("text", COMMENT_NON_QUESTIONS)
+def test_comment_shapes_that_ask_nothing(text):
+    assert extract_questions(text) == []
+
+
 @pytest.mark.parametrize("text", GENUINE_WITH_RANT_WORDS)
 def test_genuine_questions_with_rant_words_are_kept(text):
     got = extract_questions(text)
