@@ -10,7 +10,7 @@ import pytest
 
 from training.data import DataValidationError, load_data, summarize
 
-from .conftest import SEED, SHARED_TRAIN
+from .conftest import SEED, SHARED_TRAIN, read_jsonl
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -146,7 +146,7 @@ def test_ukrainian_toxicity_rows_meet_their_card(seed_rows):
     path = SEED.parent / "seed_uk_toxicity.jsonl"
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     frame = load_data([SEED.parent]).frame  # the whole folder loads: no duplicate id across its files
-    assert len(frame) == len(seed_rows) + len(rows) == 940
+    assert (frame["source"] == "seed_uk_toxicity").sum() == len(rows) and len(seed_rows) + len(rows) == 940
     assert {r["lang"] for r in rows} == {"uk"} and len(rows) == 240
     assert sum(r["toxic"] for r in rows) == 106 and sum(r["complaint"] for r in rows) == 139
     assert sorted({r["sentiment"] for r in rows}) == ["negative", "neutral", "positive"]
@@ -185,3 +185,38 @@ def test_summary_counts_labels_per_head_and_language_with_their_sources():
     }
     assert cells["sentiment"] == {"pl": {"rows": 1, "sources": ["seed"]}, "uk": {"rows": 1, "sources": ["seed"]}}
     assert cells["complaint"] == {} and cells["question"]["uk"]["positives"] == 1
+
+
+EXTRA_KINDS = {
+    "product_question": 8, "order_question": 8, "multi_question": 6, "complaint_question": 8,
+    "delivery_complaint": 6, "quality_complaint": 8, "mixed_feedback": 9, "suggestion": 4,
+    "negative_not_complaint": 6, "neutral": 6, "rhetorical_question": 4, "praise": 4, "ugc": 3, "sarcasm": 4,
+    "angry_not_toxic": 4, "insult": 3, "profanity": 3, "spam": 2, "heated_reply": 2, "loyal_customer": 2,
+}  # fmt: skip
+
+
+def test_second_seed_batch_meets_its_card(seed_rows):
+    """seed_extra.jsonl as data/README.md describes it: 100 valid rows per language in the documented kinds, the
+    label combinations the first batch lacks, ids and texts unique across the seed folder, questions as exact
+    substrings in the order asked."""
+    path = SEED.parent / "seed_extra.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    frame = load_data([SEED.parent]).frame
+    assert len(frame) == 1440 and (frame["source"] == "seed_extra").sum() == len(rows) == 500
+    for lang in ("pl", "ru", "uk", "en", "de"):
+        mine = [r for r in rows if r["lang"] == lang]
+        assert len(mine) == 100, lang
+        assert {k: sum(r["kind"] == k for r in mine) for k in EXTRA_KINDS} == EXTRA_KINDS, lang
+        first = 381 if lang == "uk" else 141  # seed_uk_toxicity.jsonl holds seed-uk-0141 ... 0380
+        assert [r["id"] for r in mine] == [f"seed-{lang}-{n:04d}" for n in range(first, first + 100)]
+        # what seed.jsonl lacks: praise with a question, complaints that are not negative, a rhetorical "?"
+        assert any(r["sentiment"] == "positive" and r["question"] for r in mine), lang
+        assert any(r["complaint"] and r["sentiment"] != "negative" for r in mine), lang
+        assert any(r["kind"] == "rhetorical_question" and "?" in r["text"] and not r["question"] for r in mine), lang
+    others = {r["text"] for p in SEED.parent.glob("*.jsonl") if p != path for r in read_jsonl(p)}
+    assert not {r["text"] for r in rows} & others and len({r["text"] for r in rows}) == 500
+    for r in rows:
+        assert r["question"] == int(bool(r["questions"])), r["id"]
+        at = 0
+        for q in r["questions"]:
+            at = r["text"].index(q, at) + len(q)  # raises if a question is not in the text after the previous one
