@@ -220,3 +220,22 @@ def test_second_seed_batch_meets_its_card(seed_rows):
         at = 0
         for q in r["questions"]:
             at = r["text"].index(q, at) + len(q)  # raises if a question is not in the text after the previous one
+
+
+def test_blind_sets_meet_their_card():
+    """bench/data's blind sets as their card describes them: valid rows, 40 and 20 per language, questions as exact
+    substrings in order, and no text shared with the seed folder (nothing there is trained on)."""
+    blind = SEED.parents[2] / "bench" / "data"
+    seed_texts = {r["text"] for p in SEED.parent.glob("*.jsonl") for r in read_jsonl(p)}
+    for name, per_lang in (("blind_comments.jsonl", 40), ("blind_holdout.jsonl", 20)):
+        frame = load_data([blind / name]).frame
+        assert frame["lang"].value_counts().to_dict() == {lang: per_lang for lang in ("pl", "ru", "uk", "en", "de")}
+        for head in ("sentiment", "toxic", "complaint", "question"):
+            assert frame[head].notna().all(), (name, head)
+        rows = read_jsonl(blind / name)
+        assert not {r["text"] for r in rows} & seed_texts, name
+        for r in rows:
+            assert r["question"] == int(bool(r["questions"])), r["id"]
+            at = 0
+            for q in r["questions"]:
+                at = r["text"].index(q, at) + len(q)
