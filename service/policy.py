@@ -62,6 +62,12 @@ class Signals(_Strict):
     heated_parent_negative: float = Field(0.75, ge=0, le=1)
     large_audience_followers: int = Field(10_000, ge=0)
     wait_step_minutes: int = Field(10, ge=1)
+    # Whether a comment asks something is the question head's call; the rules list what it asks, in order. A question
+    # the rules extract counts where the head says the comment asks one (None: at the head's own tuned threshold), or
+    # from this P(question) (0: every extracted question counts, rhetorical or not). `question_without_span`: the head
+    # alone, with no question extracted, makes a comment a question.
+    question_span_floor: float | None = Field(None, ge=0, le=1)
+    question_without_span: bool = True
 
 
 class Boosts(_Strict):
@@ -353,9 +359,11 @@ def decide(
     # wants to work from home? DM me"), and hidden content is reviewed while an answer to spam is public.
     spam_signals = spam_hits(comment.text, policy)
     spam = spam_signals >= policy.spam.min_hits + (1 if pred.complaint else 0)
-    if spam:  # "Want to earn 500 a day from home?" is bait, not a question to answer
+    head_allows = pred.question if s.question_span_floor is None else pred.p_question >= s.question_span_floor
+    if spam or not head_allows:
+        # "Want to earn 500 a day from home?" is bait; a rhetorical "?" the head reads as no question asks nothing
         questions = []
-    is_question = (pred.question or bool(questions)) and not spam
+    is_question = (bool(questions) or (pred.question and s.question_without_span)) and not spam
     strong_negative = pred.p_sentiment["negative"] >= s.strong_negative
     positive = pred.sentiment == "positive" and pred.p_sentiment["positive"] >= s.positive
     author = comment.author

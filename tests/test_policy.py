@@ -134,7 +134,7 @@ def test_a_comment_stamped_in_the_future_is_due_within_60_minutes_of_now(policy)
 
 def test_a_handle_that_addresses_someone_is_no_spam_signal(policy):
     asked = ["where is my parcel?"]
-    tagged = decide(comment("@acme where is my parcel? Please DM me"), pred(question=0.3), asked, NOW, policy)
+    tagged = decide(comment("@acme where is my parcel? Please DM me"), pred(question=0.8), asked, NOW, policy)
     assert tagged.action == "answer_question" and tagged.questions == asked
     contact = decide(comment("Free crypto signals, DM me or write to @cryptoking_pl"), pred(), [], NOW, policy)
     assert contact.action == "hide_and_review"
@@ -205,3 +205,34 @@ def test_precedence_is_configurable():
     )
     d = decide(comment(), pred("negative", complaint=0.9, question=0.9), ["When?"], NOW, custom)
     assert d.action == "answer_question"
+
+
+def with_signals(policy, **signals):
+    raw = policy.model_dump(mode="json")
+    return parse_policy({**raw, "signals": {**raw["signals"], **signals}})
+
+
+def test_the_question_head_decides_and_the_rules_list_what_is_asked(policy):
+    """The rules find where questions are; the head tells a rhetorical "?" from a real one. Where the head says no,
+    the comment lists no question, gets no question boost and is not answered as one."""
+    text = "Who on earth designs a checkout like this?"
+    no = decide(comment(text), pred("negative", 0.8, question=0.08), [text], NOW, policy)
+    assert not no.question and no.questions == [] and no.action != "answer_question"
+    assert not any("question" in r for r in no.reasons)
+    yes = decide(comment(text), pred("negative", 0.8, question=0.7), [text], NOW, policy)
+    assert yes.question and yes.questions == [text] and yes.action == "answer_question"
+    assert yes.priority_score == no.priority_score + policy.boosts.question
+    # a floor of its own: from that P(question); 0: every extracted question counts, as before the head decided
+    assert decide(
+        comment(text), pred(question=0.35), [text], NOW, with_signals(policy, question_span_floor=0.3)
+    ).question
+    assert decide(comment(text), pred(question=0.08), [text], NOW, with_signals(policy, question_span_floor=0)).question
+
+
+def test_the_head_alone_makes_a_question_unless_the_policy_wants_one_extracted(policy):
+    asked = pred(question=0.9)
+    d = decide(comment("Wondering about delivery times to Ireland"), asked, [], NOW, policy)
+    assert d.question and d.questions == [] and d.action == "answer_question"
+    assert any("a question (question score 0.90)" in r for r in d.reasons)
+    strict = with_signals(policy, question_without_span=False)
+    assert not decide(comment("Wondering about delivery times to Ireland"), asked, [], NOW, strict).question
