@@ -36,7 +36,9 @@ def load_rows(path: Path) -> list[dict[str, Any]]:
         raise SystemExit(f"error: {exc}") from None
     extra: dict[str, dict[str, Any]] = {}
     for line, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        record = json.loads(text)
+        if not text.strip():
+            continue
+        record = json.loads(text)  # load_data has read it as JSON already, and found its id
         questions = record.get("questions")
         if not isinstance(questions, list) or not all(isinstance(q, str) for q in questions):
             raise SystemExit(f"error: {path}:{line}: questions: a list of strings is needed")
