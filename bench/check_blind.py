@@ -35,14 +35,14 @@ def load_rows(path: Path) -> list[dict[str, Any]]:
     except DataValidationError as exc:
         raise SystemExit(f"error: {exc}") from None
     extra: dict[str, dict[str, Any]] = {}
-    for line, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for line, text in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
         if not text.strip():
             continue
         record = json.loads(text)  # load_data has read it as JSON already, and found its id
         questions = record.get("questions")
         if not isinstance(questions, list) or not all(isinstance(q, str) for q in questions):
             raise SystemExit(f"error: {path}:{line}: questions: a list of strings is needed")
-        extra[str(record["id"])] = {"questions": questions, "channel": record.get("channel") or "comment"}
+        extra[str(record["id"]).strip()] = {"questions": questions, "channel": record.get("channel") or "comment"}
     rows = []
     for row in frame.to_dict("records"):
         rows.append({**row, **extra[str(row["id"])]})
@@ -126,6 +126,8 @@ def main() -> None:
     args = parser.parse_args()
     if not args.data.is_file():
         parser.error(f"{args.data}: no such file")
+    if args.data.suffix != ".jsonl":
+        parser.error(f"{args.data}: a check file is JSON Lines (.jsonl), with `questions` and `channel` per row")
     from models.store import alias_uri
 
     rows = load_rows(args.data)
@@ -140,6 +142,8 @@ def main() -> None:
         for r, s in zip(rows, scored, strict=True):
             for head in ("sentiment", "toxic", "complaint", "question"):
                 said = getattr(s, head)
+                if r[head] is None:
+                    continue
                 want = r[head] if head == "sentiment" else bool(r[head])
                 if said != want:
                     print(f"{r['id']} {head}: labelled {want}, served {said}: {r['text'][:100]!r}")

@@ -63,9 +63,9 @@ class Signals(_Strict):
     large_audience_followers: int = Field(10_000, ge=0)
     wait_step_minutes: int = Field(10, ge=1)
     # Whether a comment asks something is the question head's call; the rules list what it asks, in order. A question
-    # the rules extract counts where the head says the comment asks one (None: at the head's own tuned threshold), or
-    # from this P(question) (0: every extracted question counts, rhetorical or not). `question_without_span`: the head
-    # alone, with no question extracted, makes a comment a question.
+    # the rules extract counts where the head says the comment asks one (at its own tuned threshold), and also from
+    # `question_span_floor` where it says no (None: never; 0: every extracted question counts, rhetorical or not).
+    # `question_without_span`: the head alone, with no question extracted, makes a comment a question.
     question_span_floor: float | None = Field(None, ge=0, le=1)
     question_without_span: bool = True
 
@@ -359,7 +359,8 @@ def decide(
     # wants to work from home? DM me"), and hidden content is reviewed while an answer to spam is public.
     spam_signals = spam_hits(comment.text, policy)
     spam = spam_signals >= policy.spam.min_hits + (1 if pred.complaint else 0)
-    head_allows = pred.question if s.question_span_floor is None else pred.p_question >= s.question_span_floor
+    floor = s.question_span_floor
+    head_allows = pred.question or (floor is not None and pred.p_question >= floor)
     if spam or not head_allows:
         # "Want to earn 500 a day from home?" is bait; a rhetorical "?" the head reads as no question asks nothing
         questions = []

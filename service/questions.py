@@ -16,6 +16,7 @@ stop are trimmed.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 # "What do I do now": a question wherever it stands, with or without "?".
 _WHAT_TO_DO = (
@@ -30,14 +31,15 @@ _STRONG = "|".join(
         # pl
         "czy|kiedy|gdzie|ile|jak długo|jak dlugo|jak mogę|jak moge|dlaczego|czemu|skąd|skad|dokąd|dokad|jakie|jaki|jaka|jakiego|jakim|jaką|kto|po co|na kiedy|"
         "do kiedy|od kiedy|o której|o ktorej|da się|da sie|mogę|moge|możecie|mozecie|można|mozna|macie|jest szansa|"
-        r"na jakim|w jakim|jak (?!nie |widac)(?:\w+ )?\w+(?:ć|[aeiyu]c)(?![\w-])(?!\s*,)",  # "jak zrobić wymianę", "jak to wylaczyc"
+        r"na jakim|w jakim|jak (?!nie |widac|widać|zwykle|zawsze)(?:\w+ )?(?!nic\b|ojciec|koniec|chlopiec|chłopiec|tysiac|"
+        r"miesiac|zajac|pajac)\w+(?:ć|[aeiyu]c)(?![\w-])(?!\s*,)",  # "jak zrobić wymianę", "jak to wylaczyc"
         # ru
         "когда|где|сколько|как долго|как мне|почему|зачем|куда|откуда|какой|какая|какое|какие|каком|какую|каких|можно ли|есть ли|будет ли|"
         "будут ли|могу ли|можно|подскажите|скажите|кто|чей|чья|на каком|в каком|с какого|до какого|"
         r"как (?!ни |не )(?:\w+ )?\w{2,}(?:ить|ать|ять|еть|уть|ыть|оть|ти|чь)(?:ся)?(?![\w-])(?!\s*,)",  # "как подключить тариф"
         # uk
         "чи|коли|де|скільки|як довго|як мені|чому|навіщо|куди|звідки|який|яка|яке|які|якого|якому|хто|можна|підкажіть|скажіть|"
-        r"на якому|в якому|у якому|з якого|до якого|як (?!ні |не )(?:\w+ ){0,2}\w{2,}(?:ти|тися)(?![\w-])(?!\s*,)",  # "як це зупинити"
+        r"на якому|в якому|у якому|з якого|до якого|як (?!ні |не )(?:(?:у|в|на|з|до|для|через|при) \w+ |\w+ )?(?!проти\b)\w{2,}(?:ти|тися)(?![\w-])(?!\s*,)",  # "як це зупинити"
         # en
         "(?:when|where|who|which)(?:\s+the\s+(?:hell|fuck|heck)|\s+on earth)?\s+(?:is|are|was|were|will|would|do|does|did|can|could|should|shall|has|have|had)|why|whether|how much|how many|how long|how far|how do|how can|how does|how to|"
         "any chance|any idea|any update|is there|are there",
@@ -59,13 +61,17 @@ _VERB_FIRST_EN = (
     r"(?:do|does|did|is|are|r|was|were|can|could|will|would|should|have|has)\s+(?:you|u|i|we|they|it|the|this|that|"
     r"there|my|your|he|she)\b"
 )
+# ... with a pronoun subject: without "?" or after a comma "was the best gift ever" and "did the trick" are statements
+_VERB_FIRST_EN_ASKS = (
+    r"(?:do|does|did|is|are|r|was|were|can|could|will|would|should|have|has)\s+(?:you|u|i|we|they|it|there|he|she)\b"
+)
 _LI = r"\S+\s+(?:ли|li)\b"  # "придёт ли", "есть ли": the Russian yes/no question
 _VERB_FIRST = rf"{_VERB_FIRST_EN}|[a-zäöüß]+(?:t|st|en|nn|ss)\s+(?:ihr|sie|es|das|man|du|ich|die|der)\b|{_LI}"
 # Openings that only a question has, with or without "?" and wherever the clause stands: unlike "gdzie", "где",
 # "when" or a German verb-first clause, none of them opens a statement ("Polecam ✅ gdzie indziej drożej").
 _QUESTION_ONLY = (
     rf"(?:czy|чи|ob|whether|any idea|any chance|подскажите|подскажи|підкажіть|підкажи|скажите|скажіть)(?![\w-])"
-    rf"|{_WHAT_TO_DO}|{_VERB_FIRST_EN}|{_LI}"
+    rf"|{_WHAT_TO_DO}|{_VERB_FIRST_EN_ASKS}|{_LI}"
 )
 # A clause that says a question follows ("Zastanawiam się, czy ...", "Хотела уточнить, ...", "wondering if ...",
 # "wollte fragen, ob ..."): the clause after it is asked, with or without "?".
@@ -199,8 +205,8 @@ _EMOJI_BREAK = re.compile(
 # One group: split() keeps what was cut at (a colon or dash announces questions).
 _AND = r"(?:and|und|i|oraz|a|и|а|і|й|та)"
 _CUT = re.compile(
-    rf"((?:,\s*{_AND}\s+|\s+{_AND}\s+)(?=(?:{_STRONG}|{_WEAK}){_W}|{_VERB_FIRST})"
-    rf"|(?:,|\s[-–—]|:)\s*(?!(?:{_RELATIVE}){_W})(?=(?:{_STRONG}){_W}|{_VERB_FIRST_EN}|{_LI})|:\s*(?=(?:{_WEAK}){_W}))",
+    rf"((?:,\s*{_AND}\s+|(?<!\s)\s+{_AND}\s+)(?=(?:{_STRONG}|{_WEAK}){_W}|{_VERB_FIRST})"
+    rf"|(?:,|\s[-–—]|:)\s*(?!(?:{_RELATIVE}){_W})(?=(?:{_STRONG}){_W}|{_VERB_FIRST_EN_ASKS}|{_LI})|:\s*(?=(?:{_WEAK}){_W}))",
     re.IGNORECASE,
 )
 
@@ -215,10 +221,20 @@ _ASKING_IF_RE = re.compile(
     rf"^(?:{_ASKING})[\s,]+(?:(?:if|when|where|which|who|{_STRONG}|{_WEAK}){_W}|{_QUESTION_ONLY})", re.IGNORECASE
 )
 _QUESTION_ONLY_RE = re.compile(rf"^(?:{_QUESTION_ONLY})", re.IGNORECASE)
-# "Nie wiem, czy ...", "I'm not sure whether ...": a doubt, not a question.
+# "Nie wiem, czy ...", "Sprawdzę jutro, czy ...", "Я спросила у мамы, придёт ли ...", "Mal sehen, ob ...": a doubt, a
+# plan to find out or someone else asked, not a question for the brand (the last part of the clause before).
 _DOUBT = re.compile(
-    r"(?:nie wiem|nie jestem pewn\w*|не знаю|не уверен\w*|не впевнен\w*|(?:do not|don'?t) know|not sure|"
-    r"wei(?:ß|ss) nicht|keine ahnung)\W*$",
+    r"(?:^|,\s*)(?:(?:я|ja|i|ich|мы|ми|my|we|wir) )?(?:nie wiem|nie jestem pewn\w*|zobaczymy|zobaczę|zobacze|sprawdzę|sprawdze|sprawdzimy|zapytam|"
+    r"zapytałam|zapytalam|zapytałem|zapytalem|не знаю|не уверен\w*|посмотрим|проверю|спрошу|спросил\w*|узнаю|"
+    r"не впевнен\w*|побачимо|перевірю|спитаю|спитал\w*|спитав|дізнаюся|дізнаюсь|(?:i )?(?:do not|don'?t) know|"
+    r"(?:i'm |i am )?not sure|we'?ll see|let'?s see|i'?ll (?:check|ask|see)|i asked|(?:ich )?wei(?:ß|ss) nicht|"
+    r"keine ahnung|mal (?:sehen|schauen|gucken)|wir werden sehen|ich (?:schaue|schau|frage|fragte|prüfe)(?! mich))"
+    r"[^,]*$",
+    re.IGNORECASE,
+)
+# A polite lead that only opens the question after it ("Подскажите, придёт ли ...", "Скажіть, будь ласка, коли ...").
+_POLITE = re.compile(
+    r"^(?:подскажите|подскажи|скажите|скажи|підкажіть|підкажи|скажіть)(?:,?\s*(?:пожалуйста|будь ласка))?\W*$",
     re.IGNORECASE,
 )
 _ANNOUNCE = re.compile(
@@ -230,7 +246,7 @@ _ANNOUNCE = re.compile(
 
 # Handles that open a clause address someone ("@jess_lifts which size did you get?"): not part of the question.
 _ADDRESS = re.compile(r"^(?:@[\w.]+[,:]?\s*)+")
-_EDGE_EMOJI = re.compile(rf"^[{_EMOJI}\s]+|(?<=\S)[{_EMOJI}\s]+$")
+_EDGE_EMOJI = re.compile(rf"^[{_EMOJI}\s]+|(?<![{_EMOJI}\s])[{_EMOJI}\s]+$")  # a run is tried once, from its start
 
 
 def _unaddressed(clause: str) -> str:
@@ -243,18 +259,31 @@ def _body(clause: str) -> str:
 
 
 def _clean(clause: str) -> str:
-    """Trim punctuation (and a closing full stop), emoji at either end, and a leading handle or greeting ("@ana hi, do you ...? 🙏" -> "do
-    you ...?"); stays a span of the text."""
+    """Trim punctuation (and a closing full stop), emoji at either end, and a leading handle or greeting ("@ana hi,
+    do you ...? 🙏" -> "do you ...?"); stays a span of the text."""
     clause = _EDGE_EMOJI.sub("", clause.strip().strip(",;:-–— ")).strip().rstrip(".…").rstrip()
     rest = _unaddressed(clause).strip()
     return rest if any(ch.isalpha() for ch in rest) else clause
 
 
+def _sentences(text: str) -> Iterator[str]:
+    """Sentences, with a run of emoji as a full stop where _EMOJI_BREAK says so; but a capital after the emoji goes on
+    a question that is still open ("Gibt es die 👖 Hose auch in 34?", "Can I pay with 💳 Visa?")."""
+    for match in _SENTENCE.finditer(text):
+        sentence, start = match.group(0), 0
+        for cut in _EMOJI_BREAK.finditer(sentence):
+            before, after = sentence[start : cut.start()], sentence[cut.end() :]
+            if _ANY_RE.match(_body(before.strip())) and not _ANY_RE.match(after):
+                continue
+            yield before
+            start = cut.end()
+        yield sentence[start:]
+
+
 def extract_questions(text: str) -> list[str]:
     """The questions of ``text`` in order, each an exact span of the text (trimmed)."""
     found: list[str] = []
-    sentences = (part for match in _SENTENCE.finditer(text) for part in _EMOJI_BREAK.split(match.group(0)))
-    for sentence in sentences:
+    for sentence in _sentences(text):
         sentence = sentence.strip()
         if not sentence or not any(ch.isalpha() for ch in sentence):
             continue
@@ -265,6 +294,8 @@ def extract_questions(text: str) -> list[str]:
         if rhetorical or exclaimed:
             continue
         pieces = _CUT.split(sentence)  # clause, separator, clause, ...
+        if len(pieces) > 2 and _POLITE.match(_body(pieces[0])):  # "Подскажите, придёт ли ...": one question
+            pieces = [pieces[0] + pieces[1] + pieces[2], *pieces[3:]]
         clauses = [(sep, _clean(c)) for sep, c in zip(["", *pieces[1::2]], pieces[::2], strict=True)]
         clauses = [(sep, c) for sep, c in clauses if any(ch.isalpha() for ch in _body(c))]  # "halo, dlaczego ..."
         first_is_question = False
@@ -284,7 +315,7 @@ def extract_questions(text: str) -> list[str]:
                 first_is_question = (
                     bool(_STRONG_RE.match(body) or _OR_NOT.search(body) or _ASKING_IF_RE.match(body))
                     or (asked and last)
-                    or bool((announced or (asked and joined)) and _ANY_RE.match(body))
+                    or bool(asked and (announced or joined) and _ANY_RE.match(body))
                 )
                 if first_is_question:
                     found.append(clause)

@@ -222,11 +222,16 @@ def test_the_question_head_decides_and_the_rules_list_what_is_asked(policy):
     yes = decide(comment(text), pred("negative", 0.8, question=0.7), [text], NOW, policy)
     assert yes.question and yes.questions == [text] and yes.action == "answer_question"
     assert yes.priority_score == no.priority_score + policy.boosts.question
-    # a floor of its own: from that P(question); 0: every extracted question counts, as before the head decided
+    # a floor of its own: also from that P(question); 0: every extracted question counts, as before the head decided
     assert decide(
         comment(text), pred(question=0.35), [text], NOW, with_signals(policy, question_span_floor=0.3)
     ).question
     assert decide(comment(text), pred(question=0.08), [text], NOW, with_signals(policy, question_span_floor=0)).question
+    # a floor above the head's threshold admits nothing more and takes nothing away: the head's yes keeps its spans
+    strict = with_signals(policy, question_span_floor=0.9)
+    kept = decide(comment(text), pred(question=0.6), [text], NOW, strict)
+    assert kept.question and kept.questions == [text]
+    assert not decide(comment(text), pred(question=0.35), [text], NOW, strict).question
 
 
 def test_the_head_alone_makes_a_question_unless_the_policy_wants_one_extracted(policy):

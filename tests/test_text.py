@@ -189,6 +189,10 @@ COMMENT_SHAPES = [
     ("Як у застосунку змінити пароль", ["Як у застосунку змінити пароль"]),
     ("Смак норм чи ні, бо беру на свято", ["Смак норм чи ні, бо беру на свято"]),
     ("Карту заблокировали, что мне теперь делать", ["что мне теперь делать"]),
+    # a capital after an emoji goes on a question that is still open; a polite lead opens the question after it
+    ("Gibt es die 👖 Hose auch in 34?", ["Gibt es die 👖 Hose auch in 34?"]),
+    ("Can I pay with 💳 Visa?", ["Can I pay with 💳 Visa?"]),
+    ("Подскажите, придет ли заказ до пятницы", ["Подскажите, придет ли заказ до пятницы"]),
 ]
 # A statement, a tag, a doubt or a jab stays no question, however it is punctuated.
 COMMENT_NON_QUESTIONS = [
@@ -204,6 +208,19 @@ COMMENT_NON_QUESTIONS = [
     "Who thought this jingle was a good idea?",
     "Вы серьезно думаете, что кто-то будет столько ждать?",
     "£40 for a seat now. What's next, paying for the toilet?",
+    # found by a review: a dropped subject, a plan to find out, someone else asked, nouns and exclamations
+    "Bought it last week, was the best decision ever",
+    "Tried it yesterday, did the trick",
+    "Got it for my mum 🎁 was the best gift ever",
+    "Zobaczymy, czy to wytrzyma zimę",
+    "Sprawdzę jutro, czy jest w sklepie",
+    "Mal sehen, ob die Jacke hält",
+    "Я спросила у мамы, придет ли она",
+    "Jak zwykle nic nie działa",
+    "Jak ojciec tak syn",
+    "Як я люблю гуляти в цьому парку 😍",
+    "Як завжди все проти нас",
+    "Two things: what a mess, and what a joke.",
 ]
 
 
