@@ -57,14 +57,13 @@ _RELATIVE = (
 # or after "and" inside a question ("... i jak ją aktywować").
 _WEAK = "what|how|co|jak|что|как|що|як|was|wie"
 # Verb-first questions without "?": en auxiliaries, de finite verb + pronoun, ru/uk enclitics.
+_AUX_EN = r"(?:do|does|did|is|are|r|was|were|can|could|will|would|should|have|has)\s+"
 _VERB_FIRST_EN = (
-    r"(?:do|does|did|is|are|r|was|were|can|could|will|would|should|have|has)\s+(?:you|u|i|we|they|it|the|this|that|"
+    rf"{_AUX_EN}(?:you|u|i|we|they|it|the|this|that|"
     r"there|my|your|he|she)\b"
 )
 # ... with a pronoun subject: without "?" or after a comma "was the best gift ever" and "did the trick" are statements
-_VERB_FIRST_EN_ASKS = (
-    r"(?:do|does|did|is|are|r|was|were|can|could|will|would|should|have|has)\s+(?:you|u|i|we|they|it|there|he|she)\b"
-)
+_VERB_FIRST_EN_ASKS = rf"{_AUX_EN}(?:you|u|i|we|they|it|there|he|she)\b"
 _LI = r"\S+\s+(?:ли|li)\b"  # "придёт ли", "есть ли": the Russian yes/no question
 _VERB_FIRST = rf"{_VERB_FIRST_EN}|[a-zäöüß]+(?:t|st|en|nn|ss)\s+(?:ihr|sie|es|das|man|du|ich|die|der)\b|{_LI}"
 # Openings that only a question has, with or without "?" and wherever the clause stands: unlike "gdzie", "где",
@@ -273,7 +272,7 @@ def _sentences(text: str) -> Iterator[str]:
         sentence, start = match.group(0), 0
         for cut in _EMOJI_BREAK.finditer(sentence):
             before, after = sentence[start : cut.start()], sentence[cut.end() :]
-            if _ANY_RE.match(_body(before.strip())) and not _ANY_RE.match(after):
+            if _ANY_RE.match(_body(before)) and not _ANY_RE.match(after):
                 continue
             yield before
             start = cut.end()
