@@ -16,7 +16,6 @@ extracted questions equal the labelled ones, in order.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from collections import defaultdict
 from pathlib import Path
@@ -34,11 +33,11 @@ def load_rows(path: Path) -> list[dict[str, Any]]:
         frame = load_data([path]).frame
     except DataValidationError as exc:
         raise SystemExit(f"error: {exc}") from None
+    from models.records import read_records
+
     extra: dict[str, dict[str, Any]] = {}
-    for line, text in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
-        if not text.strip():
-            continue
-        record = json.loads(text)  # load_data has read it as JSON already, and found its id
+    for line, record, _ in read_records(path):  # the reader load_data used: its problems have been reported
+        assert record is not None
         questions = record.get("questions")
         if not isinstance(questions, list) or not all(isinstance(q, str) for q in questions):
             raise SystemExit(f"error: {path}:{line}: questions: a list of strings is needed")
