@@ -128,6 +128,15 @@ def test_missing_path_and_unsupported_format(tmp_path):
     assert "unsupported format" in found[1]
 
 
+def assert_questions_in_order(rows: list[dict]) -> None:
+    """question = 1 exactly when questions are listed, each an exact substring of the text after the one before."""
+    for r in rows:
+        assert r["question"] == int(bool(r["questions"])), r["id"]
+        at = 0
+        for q in r["questions"]:
+            at = r["text"].index(q, at) + len(q)  # raises if a question is not in the text after the previous one
+
+
 def test_seed_set_meets_its_card(seed_rows):
     loaded = load_data([SEED])
     frame = loaded.frame
@@ -153,11 +162,7 @@ def test_ukrainian_toxicity_rows_meet_their_card(seed_rows):
     assert not {r["text"] for r in rows} & {r["text"] for r in seed_rows} and len({r["text"] for r in rows}) == 240
     look_alikes = [r for r in rows if "сукн" in r["text"].lower() or "сукен" in r["text"].lower()]
     assert {r["toxic"] for r in look_alikes} == {0, 1}  # the dress both ways: mostly clean, sometimes beside an insult
-    for r in rows:
-        assert r["question"] == int(bool(r["questions"])), r["id"]
-        at = 0
-        for q in r["questions"]:
-            at = r["text"].index(q, at) + len(q)  # raises if a question is not in the text after the previous one
+    assert_questions_in_order(rows)
 
 
 @pytest.mark.skipif(not SHARED_TRAIN.exists(), reason="shared corpora not beside the checkout")
@@ -215,11 +220,7 @@ def test_second_seed_batch_meets_its_card(seed_rows):
         assert any(r["kind"] == "rhetorical_question" and "?" in r["text"] and not r["question"] for r in mine), lang
     others = {r["text"] for p in SEED.parent.glob("*.jsonl") if p != path for r in read_jsonl(p)}
     assert not {r["text"] for r in rows} & others and len({r["text"] for r in rows}) == 500
-    for r in rows:
-        assert r["question"] == int(bool(r["questions"])), r["id"]
-        at = 0
-        for q in r["questions"]:
-            at = r["text"].index(q, at) + len(q)  # raises if a question is not in the text after the previous one
+    assert_questions_in_order(rows)
 
 
 def test_blind_sets_meet_their_card():
@@ -234,8 +235,4 @@ def test_blind_sets_meet_their_card():
             assert frame[head].notna().all(), (name, head)
         rows = read_jsonl(blind / name)
         assert not {r["text"] for r in rows} & seed_texts, name
-        for r in rows:
-            assert r["question"] == int(bool(r["questions"])), r["id"]
-            at = 0
-            for q in r["questions"]:
-                at = r["text"].index(q, at) + len(q)
+        assert_questions_in_order(rows)
