@@ -6,7 +6,11 @@ jest w M?"). It is cut into clauses where a comma, dash, colon or "and" is follo
 that ends with "?" (but not "?!", which is rhetorical) or when it opens with an interrogative or a verb-first
 question form ("czy", "когда", "чи", "wann", "ob", "do you", "liefert ihr"). A clause that says a question
 follows ("Zastanawiam się, czy ...", "wollte fragen, ob ...") makes the next one a question, and a last clause
-that only a question opens ("..., czy mogę to wymienić", "..., can i still change it") is one without "?" too.
+that only a question opens ("..., czy mogę to wymienić", "..., can i still change it") or whose interrogative has a
+modal, an infinitive or the verb after it ("..., gdzie mogę dopisać NIP", "..., wann kommt das Paket") is one without
+"?" too; without "?", a question ends where a reason or a remark follows it ("чи є доставка в Житомир, бо ..."). In a
+sentence that ends in "?", a run of emoji after a remark starts the question ("Ta kurtka to sztos 😍 będzie w XS?");
+"Czy A, czy B?" is one question.
 A clause that holds a rhetorical idiom of its language ("are you kidding me", "co wy tam robicie", "сколько
 можно?", "ви там що, поснули", "geht's noch") or spam bait ("Who wants to win a FREE phone?") is no question,
 unless it asks for a choice. Handles and greetings that open a question, emoji at its ends and a closing full
@@ -45,7 +49,7 @@ _STRONG = "|".join(
         "any chance|any idea|any update|is there|are there",
         # de
         "wann|wo|wohin|woher|warum|wieso|weshalb|welche|welcher|welches|welchen|wer|ob|wie viel|wie lange|wie oft|wie weit|"
-        "wie kann|wie lege|wie bekomme|gibt es|ab wann|bis wann|seit wann|an wen|bei wem|mit wem|für wen",
+        "wie kann|wie lege|wie bekomme|gibt es|gibt's|gibts|ab wann|bis wann|seit wann|an wen|bei wem|mit wem|für wen",
     ]
 )
 # Relative pronouns: after a comma they start a relative clause, not a new question.
@@ -66,6 +70,11 @@ _VERB_FIRST_EN = (
 _VERB_FIRST_EN_ASKS = rf"{_AUX_EN}(?:you|u|i|we|they|it|there|he|she)\b"
 _LI = r"\S+\s+(?:ли|li)\b"  # "придёт ли", "есть ли": the Russian yes/no question
 _VERB_FIRST = rf"{_VERB_FIRST_EN}|[a-zäöüß]+(?:t|st|en|nn|ss)\s+(?:ihr|sie|es|das|man|du|ich|die|der)\b|{_LI}"
+# "Хтось знає, коли ...", "Does anyone know ...": asked of everyone, the brand included
+_ANYONE = (
+    r"(?:хтось|хто-небудь|кто-нибудь|кто-то|ktoś|ktos|(?:does )?any(?:one|body)|(?:weiß|weiss|kennt) jemand) "
+    r"(?:знає|знает|wie|knows?|kennt|in der nähe)"
+)
 # Openings that only a question has, with or without "?" and wherever the clause stands: unlike "gdzie", "где",
 # "when" or a German verb-first clause, none of them opens a statement ("Polecam ✅ gdzie indziej drożej").
 _QUESTION_ONLY = (
@@ -80,7 +89,7 @@ _ASKING = (
     r"хоті(?:в|ла|ли) (?:би |б )?(?:уточнити|дізнатися|дізнатись|запитати|спитати)|хочу (?:уточнити|дізнатися|запитати|"
     r"спитати)|цікавить|(?:(?:i'm|i am|i was|am|was|just) )?wondering|i'?d like to know|(?:i )?(?:want|wanted) to (?:ask|know|check)|"
     r"(?:ich )?(?:wollte|möchte|moechte|würde|wuerde) (?:gerne? )?(?:fragen|wissen)|(?:ich )?(?:hätte|haette) gerne? "
-    r"gewusst|ich frage mich"
+    rf"gewusst|ich frage mich|{_ANYONE}"
 )
 _W = r"(?![\w-])"  # "кто-то", "what-ever": not an interrogative
 _STRONG_RE = re.compile(rf"^(?:(?:{_STRONG}){_W}|{_VERB_FIRST})", re.IGNORECASE)
@@ -88,7 +97,8 @@ _ANY_RE = re.compile(rf"^(?:(?:{_STRONG}|{_WEAK}){_W}|{_VERB_FIRST})", re.IGNORE
 _LEAD = re.compile(r"^(?:(?:a|i|oraz|and|also|so|und|aber|и|а|но|і|й|та)\s+)+", re.IGNORECASE)
 _GREETING = re.compile(
     r"^(?:hi|hello|hey|dear \w+|cześć|czesc|hej|halo|dzień dobry|dzien dobry|witam|здравствуйте|привет|добрый день|"
-    r"вітаю|привіт|добрий день|hallo|guten tag|moin)\b[,!.]?\s*",
+    r"вітаю|привіт|добрий день|hallo|guten tag|moin)\b[,!.]?\s*|^(?:ребят|ребята|народ|девочки|девчонки|дівчата|хлопці|"
+    r"друзі|ludzie|dziewczyny|guys|folks|leute)\s*,\s*",
     re.IGNORECASE,
 )
 # Rhetorical questions in rants and jabs ("Are you kidding me?", "Co wy tam robicie?", "Сколько можно?",
@@ -200,6 +210,8 @@ _EMOJI_BREAK = re.compile(
     rf"(?<=[{_EMOJI}])\s+(?=[A-ZÄÖÜĄĆĘŁŃÓŚŹŻА-ЯЁІЇЄҐ]|(?i:(?:{_STRONG}|{_WEAK}){_W}|{_VERB_FIRST})[^?]*\?"
     rf"|(?i:{_QUESTION_ONLY}|(?:{_ASKING}){_W}))"
 )
+# In a sentence that ends in "?", a run of emoji before any word: a break where the text before it is a remark.
+_EMOJI_ASK = re.compile(rf"(?<=[{_EMOJI}])\s++(?=\w)")
 # Cut points: "and"/"i"/"und"/"и"/"і" before any interrogative; comma, dash or colon before a strong one.
 # One group: split() keeps what was cut at (a colon or dash announces questions).
 _AND = r"(?:and|und|i|oraz|a|и|а|і|й|та)"
@@ -215,11 +227,40 @@ _OR_NOT = re.compile(
     r"(?:,\s*(?:bo|бо|потому что|because|cause|weil|denn)\s.*)?$",
     re.IGNORECASE,
 )
+# A question without "?" ends where a reason ("..., bo nie mogę znaleźć", "... а то на карте не указано") or a remark of
+# four words or more follows it ("чи є доставка в Житомир, хочу замовити на суботу"); not at a clause that goes on
+# with the question (a condition, a relative, an alternative, a negation: "..., если возврат через курьера").
+_GOES_ON = (
+    rf"{_RELATIVE}|jeśli|jesli|jeżeli|jezeli|gdy|zanim|żeby|zeby|aby|albo|lub|czy|nie|если|когда|чтобы|или|либо|не|"
+    r"якщо|коли|щоб|або|чи|ні|if|when|whether|unless|before|so that|or|not|either|wenn|falls|bevor|damit|oder|nicht|"
+    r"np|e\.g|z\.b|например|наприклад|a nie|а не|а також|а также|also|и|і|та|i|a|and|und"
+)
+_TAIL = re.compile(
+    rf",\s++(?!(?:{_GOES_ON})(?![\w-]))(?=\S+\s+\S+\s+\S+\s+\S+)|(?<!\s)\s++(?=(?:bo|бо|а то|потому что|because|weil|denn)\s)",
+    re.IGNORECASE,
+)
+# ... but not where the next words ask again ("..., od ilu dni wcześniej trzeba to zrobić")
+_ASKS_ON = re.compile(rf"(?:\S+\s+){{0,2}}(?:{_STRONG}|{_WEAK}|ilu){_W}", re.IGNORECASE)
+# "Czy A, czy B?", "Чи A, чи B?", "Ob A oder B?": the alternatives of one question
+_EITHER = re.compile(r"^(?:czy|чи|ob|whether)(?![\w-])", re.IGNORECASE)
+_OR = re.compile(r"^(?:czy|чи|или|або|albo|oder|or)(?![\w-])", re.IGNORECASE)
 _ASKING_RE = re.compile(rf"^(?:{_ASKING})(?![\w-])", re.IGNORECASE)
 _ASKING_IF_RE = re.compile(
     rf"^(?:{_ASKING})[\s,]+(?:(?:if|when|where|which|who|{_STRONG}|{_WEAK}){_W}|{_QUESTION_ONLY})", re.IGNORECASE
 )
 _QUESTION_ONLY_RE = re.compile(rf"^(?:{_QUESTION_ONLY})", re.IGNORECASE)
+# An interrogative followed by a modal, an infinitive or a verb before its subject is asked where it ends a comment,
+# "?" or not ("..., gdzie mogę dopisać NIP", "..., где теперь посмотреть статус", "..., when will it arrive"); a
+# relative or temporal clause has its subject first ("..., gdzie byłam wczoraj", "..., wann ich Zeit habe").
+_ADVERB = r"(?:(?!można|mozna|trzeba|можно|нужно|надо|можна|треба|потрібно)\w+\s+)?"  # "где можно ...": a relative
+_ASKS_HOW = re.compile(
+    rf"^(?:(?:gdzie|kiedy|ile|skąd|skad|dokąd|dokad|od kiedy|do kiedy)\s+{_ADVERB}(?:mogę|moge|muszę|musze|kosztuje|"
+    rf"kosztują|kosztuja|trwa|\w+(?:ć|[aeiyu]c))|(?:где|когда|сколько|куда|откуда)\s+{_ADVERB}(?:могу|стоит|стоят|"
+    rf"\w+(?:ть|ться|ти|тись|чь))|(?:де|коли|скільки|куди|звідки)\s+{_ADVERB}(?:можу|коштує|коштують|\w+(?:ти|тися))|"
+    r"(?:when|where)\s+(?:will|can|do|does|should|would)\s+(?:i|we|it|my|the|you|they|this|that)|"
+    r"(?:wo|wann|wohin|woher)\s+(?:kann|könnt|können|muss|soll|bekomme|bekommt|kommt|ist|sind|gibt))(?![\w-])",
+    re.IGNORECASE,
+)
 # "Nie wiem, czy ...", "Sprawdzę jutro, czy ...", "Я спросила у мамы, придёт ли ...", "Mal sehen, ob ...": a doubt, a
 # plan to find out or someone else asked, not a question for the brand (the last part of the clause before).
 _DOUBT = re.compile(
@@ -233,7 +274,9 @@ _DOUBT = re.compile(
 )
 # A polite lead that only opens the question after it ("Подскажите, придёт ли ...", "Скажіть, будь ласка, коли ...").
 _POLITE = re.compile(
-    r"^(?:подскажите|подскажи|скажите|скажи|підкажіть|підкажи|скажіть)(?:,?\s*(?:пожалуйста|будь ласка))?\W*$",
+    r"^(?:подскажите|подскажи|скажите|скажи|підкажіть|підкажи|скажіть|(?:können|könnten|koennen) sie mir sagen|"
+    r"(?:kannst du|könnt ihr|koennt ihr) mir sagen|(?:can|could) you tell me|(?:możecie|mozecie|możesz|mozesz) mi "
+    r"powiedzie[ćc])(?:,?\s*(?:пожалуйста|будь ласка|bitte|please|proszę|prosze))?\W*$",
     re.IGNORECASE,
 )
 _ANNOUNCE = re.compile(
@@ -266,17 +309,30 @@ def _clean(clause: str) -> str:
 
 
 def _sentences(text: str) -> Iterator[str]:
-    """Sentences, with a run of emoji as a full stop where _EMOJI_BREAK says so; but a capital after the emoji goes on
-    a question that is still open ("Gibt es die 👖 Hose auch in 34?", "Can I pay with 💳 Visa?")."""
+    """Sentences, with a run of emoji as a full stop where _EMOJI_BREAK says so, or before any word of a sentence that
+    ends in "?" after a remark of three words or more ("Boże jaka piękna ta sukienka 😍😍 będzie też w 44?"); but the
+    emoji go on a question that is still open ("Gibt es die 👖 Hose auch in 34?", "Can I pay with 💳 Visa?")."""
     for match in _SENTENCE.finditer(text):
         sentence, start = match.group(0), 0
-        for cut in _EMOJI_BREAK.finditer(sentence):
+        asks = sentence.rstrip().endswith(("?", "❓", "❔"))
+        cuts = _EMOJI_ASK.finditer(sentence) if asks else _EMOJI_BREAK.finditer(sentence)
+        for cut in cuts:
             before, after = sentence[start : cut.start()], sentence[cut.end() :]
             if _ANY_RE.match(_body(before)) and not _ANY_RE.match(after):
                 continue
+            if not _EMOJI_BREAK.match(sentence, cut.start()) and len(_body(before).split()) < 3:
+                continue  # "So 🍕 tonight?"
             yield before
             start = cut.end()
         yield sentence[start:]
+
+
+def _unasked(clause: str) -> str:
+    """A question without "?" up to the reason or remark that follows it."""
+    tail = _TAIL.search(clause)
+    if not tail or len(clause[: tail.start()].split()) < 2 or _ASKS_ON.match(clause[tail.end() :]):
+        return clause
+    return clause[: tail.start()].rstrip(" ,;:-–—")
 
 
 def extract_questions(text: str) -> list[str]:
@@ -295,6 +351,14 @@ def extract_questions(text: str) -> list[str]:
         pieces = _CUT.split(sentence)  # clause, separator, clause, ...
         if len(pieces) > 2 and _POLITE.match(_body(pieces[0])):  # "Подскажите, придёт ли ...": one question
             pieces = [pieces[0] + pieces[1] + pieces[2], *pieces[3:]]
+        if (
+            asked
+            and len(pieces) == 3
+            and pieces[1].strip() == ","
+            and _EITHER.match(_body(pieces[0]))
+            and _OR.match(pieces[2])
+        ):
+            pieces = [sentence]  # "Czy da się to naprawić, czy zostaje tylko wymiana?": one choice
         clauses = [(sep, _clean(c)) for sep, c in zip(["", *pieces[1::2]], pieces[::2], strict=True)]
         clauses = [(sep, c) for sep, c in clauses if any(ch.isalpha() for ch in _body(c))]  # "halo, dlaczego ..."
         first_is_question = False
@@ -317,12 +381,17 @@ def extract_questions(text: str) -> list[str]:
                     or bool(asked and (announced or joined) and _ANY_RE.match(body))
                 )
                 if first_is_question:
-                    found.append(clause)
+                    found.append(clause if asked else _unasked(clause))
             elif (asked and last) or ((asked or first_is_question) and _ANY_RE.match(body)):
                 # A later clause counts only inside a question: "Chuj wie, gdzie ..." is no question.
-                found.append(clause)
-            elif last and _QUESTION_ONLY_RE.match(body) and len(body.split()) > 2 and not _DOUBT.search(before):
+                found.append(clause if asked else _unasked(clause))
+            elif (
+                last
+                and (_QUESTION_ONLY_RE.match(body) or _ASKS_HOW.match(body))
+                and len(body.split()) > 2
+                and not _DOUBT.search(before)
+            ):
                 # "mam 168 cm, czy wersja maxi nie będzie za długa", "ordered it last night, can i still change it";
                 # not a tag ("..., are they 🙄")
-                found.append(clause)
+                found.append(clause if asked else _unasked(clause))
     return found

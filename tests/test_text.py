@@ -180,7 +180,38 @@ COMMENT_SHAPES = [
     ("Was ist das für eine Gebühr und wer hat sie gebucht?", ["Was ist das für eine Gebühr", "wer hat sie gebucht?"]),
     ("Jak to anulowac i kiedy wroca pieniadze", ["Jak to anulowac", "kiedy wroca pieniadze"]),
     ("Як у застосунку змінити пароль", ["Як у застосунку змінити пароль"]),
-    ("Смак норм чи ні, бо беру на свято", ["Смак норм чи ні, бо беру на свято"]),
+    # without "?", a question ends where a reason or a remark follows it; a condition or an alternative goes on
+    ("Смак норм чи ні, бо беру на свято", ["Смак норм чи ні"]),
+    ("czy kurtka jest wodoodporna bo jadę w góry", ["czy kurtka jest wodoodporna"]),
+    ("когда откроется магазин на Лесной, хочу зайти после работы", ["когда откроется магазин на Лесной"]),
+    ("is the gym open on Easter Monday, planning to come by in the morning", ["is the gym open on Easter Monday"]),
+    ("чи можна повернути куртку, якщо бірку вже зрізали", ["чи можна повернути куртку, якщо бірку вже зрізали"]),
+    ("czy jest w kolorze czarnym, białym albo szarym", ["czy jest w kolorze czarnym, białym albo szarym"]),
+    (
+        "habt ihr die Sneaker in 42, brauche sie bis Samstag, wann kommt die nächste Lieferung",
+        ["habt ihr die Sneaker in 42", "wann kommt die nächste Lieferung"],
+    ),
+    # a last clause asks, "?" or not, where its interrogative is followed by a modal, an infinitive or the verb
+    ("zamówiłam w poniedziałek, gdzie mogę sprawdzić status", ["gdzie mogę sprawdzić status"]),
+    ("оплатил подписку вчера, куда теперь ввести код", ["куда теперь ввести код"]),
+    ("ordered on Monday, when will it ship", ["when will it ship"]),
+    ("Gestern bestellt, wo kann ich die Sendung verfolgen", ["wo kann ich die Sendung verfolgen"]),
+    # a remark, emoji, then a question: the question starts after the emoji
+    ("Ta kurtka to sztos 😍🔥 będzie też w rozmiarze XS?", ["będzie też w rozmiarze XS?"]),
+    (
+        "Взяла вчера крем, кожа в восторге ✨ а сыворотка из этой серии тоже есть?",
+        ["а сыворотка из этой серии тоже есть?"],
+    ),
+    # "Czy A, czy B?" is one choice; "anyone know" asks; a vocative, like a greeting, is no part of the question
+    ("Czy mogę odebrać w sklepie, czy tylko kurier?", ["Czy mogę odebrać w sklepie, czy tylko kurier?"]),
+    ("Чи це можна прати в машинці, чи тільки руками?", ["Чи це можна прати в машинці, чи тільки руками?"]),
+    ("хтось знає коли відкриють новий магазин на Подолі", ["хтось знає коли відкриють новий магазин на Подолі"]),
+    ("Ребят, доставка в субботу будет или нет", ["доставка в субботу будет или нет"]),
+    ("gibts die Jacke auch in Grün", ["gibts die Jacke auch in Grün"]),
+    (
+        "Können Sie mir sagen, ob die Filiale am Sonntag offen hat?",
+        ["Können Sie mir sagen, ob die Filiale am Sonntag offen hat?"],
+    ),
     ("Карту заблокировали, что мне теперь делать", ["что мне теперь делать"]),
     # a capital after an emoji goes on a question that is still open; a polite lead opens the question after it
     ("Gibt es die 👖 Hose auch in 34?", ["Gibt es die 👖 Hose auch in 34?"]),
@@ -198,6 +229,12 @@ COMMENT_NON_QUESTIONS = [
     "Szukasz pracy zdalnej? Napisz do mnie",
     "A czego się spodziewałaś za 30 zł?",
     "Ist das euer Ernst? 12 Euro Versand",
+    # a relative clause with an impersonal modal, or one with its subject first, asks nothing
+    "Kupiłam w sklepie na rogu, gdzie można płacić kartą",
+    "Заказала в пункт выдачи, где можно забрать в любое время",
+    "Zadzwonię jeszcze raz, kiedy wrócę z pracy",
+    "Ich melde mich wieder, wann ich Zeit habe",
+    "Love the new menu 😍 the pasta was amazing",
     "Who thought this jingle was a good idea?",
     "Вы серьезно думаете, что кто-то будет столько ждать?",
     "£40 for a seat now. What's next, paying for the toilet?",
