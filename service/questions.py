@@ -69,7 +69,10 @@ _VERB_FIRST_EN = (
 # ... with a pronoun subject: without "?" or after a comma "was the best gift ever" and "did the trick" are statements
 _VERB_FIRST_EN_ASKS = rf"{_AUX_EN}(?:you|u|i|we|they|it|there|he|she)\b"
 _LI = r"\S+\s+(?:ли|li)\b"  # "придёт ли", "есть ли": the Russian yes/no question
-_VERB_FIRST = rf"{_VERB_FIRST_EN}|[a-zäöüß]+(?:t|st|en|nn|ss)\s+(?:ihr|sie|es|das|man|du|ich|die|der)\b|{_LI}"
+_VERB_FIRST = (
+    rf"{_VERB_FIRST_EN}|(?:[a-zäöüß]+(?:t|st|en|nn|ss)|wird|soll|darf|habe|möchte|würde|werde)\s+"
+    rf"(?:ihr|sie|es|das|man|du|ich|die|der)\b|{_LI}"
+)
 # "Хтось знає, коли ...", "Does anyone know ...": asked of everyone, the brand included
 _ANYONE = (
     r"(?:хтось|хто-небудь|кто-нибудь|кто-то|ktoś|ktos|(?:does )?any(?:one|body)|(?:weiß|weiss|kennt) jemand) "
@@ -198,8 +201,8 @@ def is_rhetorical(clause: str) -> bool:
     return bool(_RHETORICAL.search(clause)) and not _CHOICE.search(clause)
 
 
-# Sentences end at . ! ? … or a line break; ❓ and ❔ are question marks.
-_SENTENCE = re.compile(r"[^.!?…\n❓❔]+(?:[.!?…❓❔]+|\n|$)")
+# Sentences end at . ! ? … (not a decimal point) or a line break; ❓ and ❔ are question marks.
+_SENTENCE = re.compile(r"(?:[^.!?…\n❓❔]|(?<=\d)\.(?=\d))+(?:[.!?…❓❔]+|\n|$)")  # "£23.40" ends nothing
 # Emoji (pictographs, dingbats, their modifiers and joiners; ❓❔❕❗ are punctuation): in comments they end sentences as
 # often as a full stop does ("Обожаю ваш клуб 💪💪 В новом тоже будет бассейн?").
 _EMOJI = "\U0001f000-\U0001faff\u2600-\u2752\u2756\u2758-\u27bf\u2b00-\u2bff\ufe0f\u200d"  # not ❓❔❕❗
@@ -228,7 +231,7 @@ _OR_NOT = re.compile(
     re.IGNORECASE,
 )
 # A question without "?" ends where a reason ("..., bo nie mogę znaleźć", "... а то на карте не указано") or a remark of
-# four words or more follows it ("чи є доставка в Житомир, хочу замовити на суботу"); not at a clause that goes on
+# three words or more follows it ("чи є доставка в Житомир, хочу замовити на суботу"); not at a clause that goes on
 # with the question (a condition, a relative, an alternative, a negation: "..., если возврат через курьера").
 _GOES_ON = (
     rf"{_RELATIVE}|jeśli|jesli|jeżeli|jezeli|gdy|zanim|żeby|zeby|aby|albo|lub|czy|nie|если|когда|чтобы|или|либо|не|"
@@ -236,7 +239,7 @@ _GOES_ON = (
     r"np|e\.g|z\.b|например|наприклад|a nie|а не|а також|а также|also|и|і|та|i|a|and|und"
 )
 _TAIL = re.compile(
-    rf",\s++(?!(?:{_GOES_ON})(?![\w-]))(?=\S+\s+\S+\s+\S+\s+\S+)|(?<!\s)\s++(?=(?:bo|бо|а то|потому что|because|weil|denn)\s)",
+    rf",\s++(?!(?:{_GOES_ON})(?![\w-]))(?=\S+\s+\S+\s+\S+)(?![^,]*\s(?:albo|lub|czy|или|либо|або|чи|oder|or)\s)|(?<!\s)\s++(?=(?:bo|бо|а то|потому что|because|weil|denn)\s)",
     re.IGNORECASE,
 )
 # ... but not where the next words ask again ("..., od ilu dni wcześniej trzeba to zrobić")
@@ -277,6 +280,13 @@ _POLITE = re.compile(
     r"^(?:подскажите|подскажи|скажите|скажи|підкажіть|підкажи|скажіть|(?:können|könnten|koennen) sie mir sagen|"
     r"(?:kannst du|könnt ihr|koennt ihr) mir sagen|(?:can|could) you tell me|(?:możecie|mozecie|możesz|mozesz) mi "
     r"powiedzie[ćc])(?:,?\s*(?:пожалуйста|будь ласка|bitte|please|proszę|prosze))?\W*$",
+    re.IGNORECASE,
+)
+# ... or a question that asks to be told ("Könnt ihr mir sagen, wann ...", "can you check, when ...")
+_TELL_ME = re.compile(
+    rf"^(?:{_VERB_FIRST}|{_STRONG}).*(?<![\w-])(?:sagen|nachschauen|nachsehen|prüfen|checken|tell me|tell us|let me know|"
+    r"check|powiedzie[ćc]|sprawdzi[ćc]|сказать|проверить|подсказать|посмотреть|сказати|підказати|перевірити|"
+    r"подивитися)(?:\s+(?:bitte|please|proszę|prosze|пожалуйста|будь ласка))?\W*$",
     re.IGNORECASE,
 )
 _ANNOUNCE = re.compile(
@@ -349,7 +359,8 @@ def extract_questions(text: str) -> list[str]:
         if rhetorical or exclaimed:
             continue
         pieces = _CUT.split(sentence)  # clause, separator, clause, ...
-        if len(pieces) > 2 and _POLITE.match(_body(pieces[0])):  # "Подскажите, придёт ли ...": one question
+        if len(pieces) > 2 and (_POLITE.match(_body(pieces[0])) or _TELL_ME.match(_body(pieces[0]))):
+            # "Подскажите, придёт ли ...", "Könnt ihr mal nachschauen, wo das Paket hängt?": one question
             pieces = [pieces[0] + pieces[1] + pieces[2], *pieces[3:]]
         if (
             asked

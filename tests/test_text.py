@@ -191,6 +191,16 @@ COMMENT_SHAPES = [
         "habt ihr die Sneaker in 42, brauche sie bis Samstag, wann kommt die nächste Lieferung",
         ["habt ihr die Sneaker in 42", "wann kommt die nächste Lieferung"],
     ),
+    ("Macie tę bluzę w rozmiarze S, szukam od miesiąca", ["Macie tę bluzę w rozmiarze S"]),
+    ("Refund was 14.99 last time. Will the 23.40 come back to my card?", ["Will the 23.40 come back to my card?"]),
+    (
+        "Ist die Lieferung unterwegs und wird das heute noch was?",
+        ["Ist die Lieferung unterwegs", "wird das heute noch was?"],
+    ),
+    (
+        "Könnt ihr bitte mal nachschauen, wo mein Paket hängt?",
+        ["Könnt ihr bitte mal nachschauen, wo mein Paket hängt?"],
+    ),
     # a last clause asks, "?" or not, where its interrogative is followed by a modal, an infinitive or the verb
     ("zamówiłam w poniedziałek, gdzie mogę sprawdzić status", ["gdzie mogę sprawdzić status"]),
     ("оплатил подписку вчера, куда теперь ввести код", ["куда теперь ввести код"]),
