@@ -33,15 +33,22 @@ def load_rows(path: Path) -> list[dict[str, Any]]:
         frame = load_data([path]).frame
     except DataValidationError as exc:
         raise SystemExit(f"error: {exc}") from None
-    from models.records import read_records
+    from typing import get_args
 
+    from models.records import read_records
+    from service.schemas import Channel
+
+    channels = get_args(Channel)
     extra: dict[str, dict[str, Any]] = {}
     for line, record, _ in read_records(path):  # the reader load_data used: its problems have been reported
         assert record is not None
         questions = record.get("questions")
         if not isinstance(questions, list) or not all(isinstance(q, str) for q in questions):
             raise SystemExit(f"error: {path}:{line}: questions: a list of strings is needed")
-        extra[str(record["id"]).strip()] = {"questions": questions, "channel": record.get("channel") or "comment"}
+        channel = record.get("channel") or "comment"
+        if channel not in channels:
+            raise SystemExit(f"error: {path}:{line}: channel: {channel!r} is not one of {', '.join(channels)}")
+        extra[str(record["id"]).strip()] = {"questions": questions, "channel": channel}
     rows = []
     for row in frame.to_dict("records"):
         rows.append({**row, **extra[str(row["id"])]})
