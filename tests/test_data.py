@@ -224,15 +224,17 @@ def test_second_seed_batch_meets_its_card(seed_rows):
 
 
 def test_blind_sets_meet_their_card():
-    """bench/data's blind sets as their card describes them: valid rows, 40 and 20 per language, questions as exact
-    substrings in order, and no text shared with the seed folder (nothing there is trained on)."""
+    """bench/data's blind sets as their card describes them: valid rows, 40, 20 and 30 per language, questions as
+    exact substrings in order, and no text shared with the seed folder (nothing there is trained on) or each other."""
     blind = SEED.parents[2] / "bench" / "data"
     seed_texts = {r["text"] for p in SEED.parent.glob("*.jsonl") for r in read_jsonl(p)}
-    for name, per_lang in (("blind_comments.jsonl", 40), ("blind_holdout.jsonl", 20)):
+    seen: set[str] = set()
+    for name, per_lang in (("blind_comments.jsonl", 40), ("blind_holdout.jsonl", 20), ("blind_fresh.jsonl", 30)):
         frame = load_data([blind / name]).frame
         assert frame["lang"].value_counts().to_dict() == {lang: per_lang for lang in ("pl", "ru", "uk", "en", "de")}
         for head in ("sentiment", "toxic", "complaint", "question"):
             assert frame[head].notna().all(), (name, head)
         rows = read_jsonl(blind / name)
-        assert not {r["text"] for r in rows} & seed_texts, name
+        assert not {r["text"] for r in rows} & (seed_texts | seen), name
+        seen |= {r["text"] for r in rows}
         assert_questions_in_order(rows)
