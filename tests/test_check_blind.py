@@ -19,9 +19,9 @@ def check_blind():
 
 
 def row(i: int, **extra) -> dict:
-    base = {"id": f"t-{i}", "text": f"czy macie to w rozmiarze {i}", "lang": "pl", "sentiment": "neutral"}
-    base.update(toxic=0, complaint=0, question=1, questions=[f"czy macie to w rozmiarze {i}"], channel="dm")
-    return {**base, **extra}
+    text = f"czy macie to w rozmiarze {i}"
+    base = {"id": f"t-{i}", "text": text, "lang": "pl", "sentiment": "neutral", "toxic": 0, "complaint": 0}
+    return {**base, "question": 1, "questions": [text], "channel": "dm", **extra}
 
 
 def write(tmp_path: Path, rows: list[dict]) -> Path:
