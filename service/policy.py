@@ -11,6 +11,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, get_args
 
@@ -97,6 +98,29 @@ class Spam(_Strict):
         return [k.lower() for k in value if k.strip()]
 
 
+class Profanity(_Strict):
+    """Swear words, which the labelling guidelines call toxic wherever they stand ("Where the fuck is my refund?",
+    "zajebiste te miejsca"): where the toxic head misses them in a long complaint or in praise, these patterns hide
+    the comment for review all the same. Regular expressions, case-insensitive; an empty list turns the rule off."""
+
+    patterns: list[str] = Field(default_factory=list)
+
+    @field_validator("patterns")
+    @classmethod
+    def _compiles(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {pattern!r} is not a regular expression ({exc})") from None
+        return [p for p in value if p.strip()]
+
+
+@lru_cache(maxsize=32)
+def _profanity_re(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    return re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE) if patterns else None
+
+
 class PolicyConfig(_Strict):
     version: str = Field(min_length=1, max_length=64)
     levels: Levels = Levels()
@@ -106,6 +130,7 @@ class PolicyConfig(_Strict):
     boosts: Boosts = Boosts()
     precedence: list[str] = Field(default_factory=lambda: list(ACTIONS))
     spam: Spam = Spam()
+    profanity: Profanity = Profanity()
     crisis: CrisisConfig = CrisisConfig()
 
     @field_validator("precedence")
@@ -312,6 +337,7 @@ class Decision:
     # the playbook's reading of the comment: bait questions in spam are no questions (data/README.md)
     question: bool = False
     questions: list[str] = field(default_factory=list)
+    toxic: bool = False  # the toxic head's call, or a swear word it missed
 
 
 def _where(comment: CommentIn) -> str:
@@ -336,6 +362,20 @@ def spam_hits(text: str, policy: PolicyConfig) -> int:
     # Handles that open the comment address someone (the brand, the user replied to): no contact handle.
     handle = _HANDLE.search(_ADDRESSED.sub("", text))
     return hits + (1 if _LINK.search(text) else 0) + (1 if handle else 0)
+
+
+def profanity_in(text: str, policy: PolicyConfig) -> str | None:
+    """The first swear word of ``text`` that the policy's patterns name, or None."""
+    pattern = _profanity_re(tuple(policy.profanity.patterns))
+    found = pattern.search(text) if pattern else None
+    if found is None:
+        return None
+    start, end = found.span()
+    while start > 0 and text[start - 1].isalnum():  # the whole word: "zajebiste", "fucking"
+        start -= 1
+    while end < len(text) and text[end].isalnum():
+        end += 1
+    return text[start:end]
 
 
 def decide(
@@ -377,7 +417,9 @@ def decide(
         and (parent.p_toxic >= s.heated_parent_toxic or parent.p_sentiment["negative"] >= s.heated_parent_negative)
     )
 
-    if pred.toxic:
+    # swearing the toxic head missed is toxic all the same (data/README.md): hidden for review, scored as toxic
+    swear = None if pred.toxic else profanity_in(comment.text, policy)
+    if pred.toxic or swear:
         score += b.toxic
     if spam:
         score += b.spam
@@ -405,7 +447,7 @@ def decide(
 
     conditions = {
         "escalate_crisis": crisis is not None,
-        "hide_and_review": pred.toxic or spam,
+        "hide_and_review": pred.toxic or bool(swear) or spam,
         "move_to_private": pred.complaint and public,
         "apologize_and_resolve": pred.complaint and not public,
         "answer_question": is_question,
@@ -425,6 +467,8 @@ def decide(
         reasons.append(f"active crisis on {crisis.scope}: {crisis.description}; escalate to the team now")
     if pred.toxic:
         reasons.append(f"toxic content ({pred.p_toxic:.2f}) in {where}: hide it and review, do not answer")
+    elif swear:
+        reasons.append(f'profanity ("{swear}") in {where}: hide it and review, do not answer')
     if spam:
         reasons.append(f"looks like spam ({spam_signals} spam signals): hide it and review")
     hidden = action == "hide_and_review"  # what the reasons say agrees with the action, whatever the precedence
@@ -505,4 +549,5 @@ def decide(
         reasons=reasons,
         question=is_question,
         questions=questions,
+        toxic=pred.toxic or bool(swear),
     )

@@ -208,7 +208,7 @@ class Scorer:
             id=comment.id,
             language=pred.language,
             sentiment=pred.sentiment,  # type: ignore[arg-type]
-            toxic=pred.toxic,
+            toxic=decision.toxic,
             complaint=pred.complaint,
             question=decision.question,
             scores=Scores(

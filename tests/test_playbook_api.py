@@ -84,6 +84,22 @@ def test_a_brand_override_applies_to_that_brand_only(live):
     assert acme["respond_within_minutes"] == 45
 
 
+def test_a_swear_word_makes_the_record_toxic_and_hides_it(live):
+    """The record's `toxic` is the playbook's reading, as `question` is: the head's call or a swear word it missed;
+    `scores.toxic` stays the model's probability. Here a brand that bans a made-up word (its own list)."""
+    client, path = live
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    raw["overrides"][0]["set"]["profanity"] = {"patterns": ["(?<!\\w)zzgrr"]}
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    client.post("/v1/policy/reload")
+    text = "zzgrr, wann kommt mein Paket?"
+    acme, other = score(client, brand_id="acme", text=text), score(client, brand_id="globex", text=text)
+    assert acme["toxic"] and acme["action"] == "hide_and_review"
+    assert acme["reasons"][0] == 'profanity ("zzgrr") in a public comment: hide it and review, do not answer'
+    assert not other["toxic"] and other["action"] != "hide_and_review"
+    assert acme["scores"]["toxic"] == other["scores"]["toxic"] < 0.5
+
+
 def test_burst_on_one_ad_escalates_that_ad_and_is_listed_in_alerts(live):
     client, _ = live
     complaint = "Das Paket ist kaputt angekommen, eine Frechheit! Ich will mein Geld zurück."

@@ -151,6 +151,54 @@ def test_reasons_agree_with_hiding(policy):
         assert "private messages" not in said and "apologise" not in said and "hiding it was due" in said, said
 
 
+@pytest.mark.parametrize(
+    ("text", "word"),
+    [
+        ("Where the fuck is my refund? Cancelled on the 2nd and still nothing.", "fuck"),
+        ("zajebiste te buty, będą jeszcze w 38?", "zajebiste"),
+        ("охуєнний концерт був, коли наступний?", "охуєнний"),
+        ("Опять списали деньги дважды, бля", "бля"),
+        ("Diese Scheiß-App stürzt ständig ab", "Scheiß"),
+    ],
+)
+def test_swearing_the_toxic_head_missed_is_hidden_all_the_same(policy, text, word):
+    """The labelling guidelines call profanity toxic wherever it stands, in a complaint, a question or praise."""
+    d = decide(comment(text), pred("negative", 0.8, toxic=0.3, complaint=0.8, question=0.8), [text], NOW, policy)
+    assert d.toxic and d.action == "hide_and_review"
+    assert d.reasons[0] == f'profanity ("{word}") in a public comment: hide it and review, do not answer'
+    quiet = decide(comment(text), pred("negative", 0.8, toxic=0.3, complaint=0.8), [], NOW, policy)
+    assert (
+        quiet.priority_score
+        - decide(comment("x"), pred("negative", 0.8, toxic=0.3, complaint=0.8), [], NOW, policy).priority_score
+        == policy.boosts.toxic
+    )
+    off = policy.model_copy(update={"profanity": policy.profanity.model_copy(update={"patterns": []})})
+    assert not decide(comment(text), pred("negative", 0.8, toxic=0.3), [], NOW, off).toxic
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Бальзам у бляшаній баночці — супер",
+        "У нас сука лабрадора, 28 кг, можна в салон?",
+        "Is the wedding gown available in ivory?",
+        "Fickle weather, but the jacket held up",
+        "Ships to Scunthorpe?",
+        "Страхует ли ваша доставка хрупкие вещи?",
+        "Chcę schudnąć, macie coś bez cukru?",
+    ],
+)
+def test_words_that_only_look_like_swearing_are_not(policy, text):
+    d = decide(comment(text), pred("neutral", toxic=0.1), [], NOW, policy)
+    assert not d.toxic and d.action != "hide_and_review" and not any("profanity" in r for r in d.reasons)
+
+
+def test_the_toxic_heads_own_call_gives_the_toxic_reason_not_a_second_one(policy):
+    d = decide(comment("fuck this shop"), pred("negative", 0.9, toxic=0.95), [], NOW, policy)
+    assert d.toxic and d.reasons[0].startswith("toxic content (0.95)")
+    assert not any("profanity" in r for r in d.reasons)
+
+
 def test_only_a_reply_sits_in_a_thread_and_only_a_customer_is_called_one(policy):
     parent = pred("negative", 0.9, toxic=0.9)
     dm = decide(comment(channel="dm"), pred("neutral"), [], NOW, policy, parent=parent)
@@ -167,6 +215,7 @@ def test_only_a_reply_sits_in_a_thread_and_only_a_customer_is_called_one(policy)
         ({"version": "x", "respond_within_minutes": {"low": 90}}, "exceeds max_respond_minutes"),
         ({"version": "x", "boosts": {"complaint": -1}}, "boosts.complaint"),
         ({"version": "x", "surprise": 1}, "surprise"),
+        ({"version": "x", "profanity": {"patterns": ["kurw", "(unclosed"]}}, "'(unclosed' is not a regular expression"),
         ({"levels": {}}, "version"),
         (["not", "a", "mapping"], "must be a mapping"),
     ],
