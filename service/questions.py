@@ -239,7 +239,9 @@ _GOES_ON = (
     r"np|e\.g|z\.b|например|наприклад|a nie|а не|а також|а также|also|и|і|та|i|a|and|und"
 )
 _TAIL = re.compile(
-    rf",\s++(?!(?:{_GOES_ON})(?![\w-]))(?=\S+\s+\S+\s+\S+)(?![^,]*\s(?:albo|lub|czy|или|либо|або|чи|oder|or)\s)|(?<!\s)\s++(?=(?:bo|бо|а то|потому что|because|weil|denn)\s)",
+    rf",\s++(?!(?:{_GOES_ON})(?![\w-]))(?=\S+\s+\S+\s+\S+)"  # a remark of three words or more ...
+    r"(?![^,]*\s(?:albo|lub|czy|или|либо|або|чи|oder|or)\s)"  # ... that lists no alternatives
+    r"|(?<!\s)\s++(?=(?:bo|бо|а то|потому что|because|weil|denn)\s)",  # a reason
     re.IGNORECASE,
 )
 # ... but not where the next words ask again ("..., od ilu dni wcześniej trzeba to zrobić")
