@@ -7,8 +7,9 @@ tweets or reviews labelled by other definitions, and the seed set's own test row
 
 Each comment goes through the real scorer (model, thresholds, triage policy, question extraction) as a
 public comment or on its labelled channel. Printed per head and language: the served decision's F1 (binary
-heads) or macro-F1 (sentiment), its accuracy, and the ROC-AUC of the served probability; then how often the
-extracted questions equal the labelled ones, in order.
+heads) or macro-F1 (sentiment), its accuracy, and the ROC-AUC of the served probability, with the toxic and
+question heads' own calls beside the playbook's reading of them; then how often the extracted questions equal the
+labelled ones, in order.
 
     .venv/bin/python bench/check_blind.py [--data FILE] [--model models:/comment-triage@champion]
 """
@@ -78,7 +79,7 @@ def head_table(rows: list[dict[str, Any]], scored: list[Any], heads: list[Any]) 
     from sklearn.metrics import f1_score, roc_auc_score
 
     lines = ["| head | " + " | ".join(LANGS) + " | all |", "|---|" + "---:|" * (len(LANGS) + 1)]
-    for head in ("sentiment", "toxic", "complaint", "question", "question (head alone)"):
+    for head in ("sentiment", "toxic", "toxic (head alone)", "complaint", "question", "question (head alone)"):
         cells = []
         label = head.split()[0]
         for lang in (*LANGS, "all"):
@@ -97,7 +98,7 @@ def head_table(rows: list[dict[str, Any]], scored: list[Any], heads: list[Any]) 
             if head == label:
                 said_b = [int(bool(getattr(scored[i], head))) for i in idx]
             else:
-                said_b = [int(heads[i].question) for i in idx]
+                said_b = [int(getattr(heads[i], label)) for i in idx]
             proba = [float(getattr(scored[i].scores, label)) for i in idx]
             f1 = f1_score(y, said_b, zero_division=0)
             auc = roc_auc_score(y, proba) if 0 < sum(y) < len(y) else float("nan")
@@ -139,8 +140,8 @@ def main() -> None:
     rows = load_rows(args.data)
     scored, heads = score_rows(rows, args.model or alias_uri())
     print("Binary heads: F1 of the served decision / ROC-AUC of its probability (positives/rows); sentiment:")
-    print("macro-F1 (accuracy). 'question' is the served decision (a question extracted that the head allows, unless")
-    print("spam); 'question (head alone)' is the model's own.")
+    print("macro-F1 (accuracy). 'toxic' and 'question' are the served decisions (the toxic head or a swear word it")
+    print("missed; a question extracted that the head allows, unless spam); '(head alone)' is the model's own call.")
     print("\n".join(head_table(rows, scored, heads)))
     print()
     print("\n".join(extraction_table(rows, scored)))
