@@ -70,7 +70,7 @@ _VERB_FIRST_EN = (
 _VERB_FIRST_EN_ASKS = rf"{_AUX_EN}(?:you|u|i|we|they|it|there|he|she)\b"
 _LI = r"\S+\s+(?:ли|li)\b"  # "придёт ли", "есть ли": the Russian yes/no question
 _VERB_FIRST = (
-    rf"{_VERB_FIRST_EN}|(?:[a-zäöüß]+(?:t|st|en|nn|ss)|wird|soll|darf|habe|möchte|würde|werde)\s+"
+    rf"{_VERB_FIRST_EN}|(?:[a-zäöüß]+(?:t|st|en|nn|ss)|wird|soll|darf)\s+"
     rf"(?:ihr|sie|es|das|man|du|ich|die|der)\b|{_LI}"
 )
 # "Хтось знає, коли ...", "Does anyone know ...": asked of everyone, the brand included
@@ -101,7 +101,7 @@ _LEAD = re.compile(r"^(?:(?:a|i|oraz|and|also|so|und|aber|и|а|но|і|й|та)
 _GREETING = re.compile(
     r"^(?:hi|hello|hey|dear \w+|cześć|czesc|hej|halo|dzień dobry|dzien dobry|witam|здравствуйте|привет|добрый день|"
     r"вітаю|привіт|добрий день|hallo|guten tag|moin)\b[,!.]?\s*|^(?:ребят|ребята|народ|девочки|девчонки|дівчата|хлопці|"
-    r"друзі|ludzie|dziewczyny|guys|folks|leute)\s*,\s*",
+    r"друзі|ludzie|dziewczyny|guys|folks|leute)(?:\s*,\s*|\s*$)",
     re.IGNORECASE,
 )
 # Rhetorical questions in rants and jabs ("Are you kidding me?", "Co wy tam robicie?", "Сколько можно?",
@@ -236,12 +236,14 @@ _OR_NOT = re.compile(
 _GOES_ON = (
     rf"{_RELATIVE}|jeśli|jesli|jeżeli|jezeli|gdy|zanim|żeby|zeby|aby|albo|lub|czy|nie|если|когда|чтобы|или|либо|не|"
     r"якщо|коли|щоб|або|чи|ні|if|when|whether|unless|before|so that|or|not|either|wenn|falls|bevor|damit|oder|nicht|"
-    r"np|e\.g|z\.b|например|наприклад|a nie|а не|а також|а также|also|и|і|та|i|a|and|und"
+    r"np|e\.g|z\.b|например|наприклад|a nie|а не|а також|а также|also|и|і|та|i|a|and|und|że|ze|iż|что|що|that|dass|"
+    r"even|nawet|mimo|chociaż|chociaz|choć|choc|skoro|хотя|даже|навіть|хоча|auch|obwohl|although|though|preferably|"
+    r"ewentualnie|najlepiej|желательно|бажано|am liebsten|vorzugsweise|ideally|idealnie"
 )
 _TAIL = re.compile(
     rf",\s++(?!(?:{_GOES_ON})(?![\w-]))(?=\S+\s+\S+\s+\S+)"  # a remark of three words or more ...
-    r"(?![^,]*\s(?:albo|lub|czy|или|либо|або|чи|oder|or)\s)"  # ... that lists no alternatives
-    r"|(?<!\s)\s++(?=(?:bo|бо|а то|потому что|because|weil|denn)\s)",  # a reason
+    r"(?![^.!?]*\s(?:albo|lub|czy|или|либо|або|чи|oder|or|i|и|і|та|and|und|oraz)\s)"  # ... that lists nothing
+    r"|(?<!\s)\s++(?=(?:bo|бо|а то|потому что|because(?!\s+of)|weil)\s)",  # a reason ("denn" is a filler in questions)
     re.IGNORECASE,
 )
 # ... but not where the next words ask again ("..., od ilu dni wcześniej trzeba to zrobić")
@@ -254,14 +256,18 @@ _ASKING_IF_RE = re.compile(
     rf"^(?:{_ASKING})[\s,]+(?:(?:if|when|where|which|who|{_STRONG}|{_WEAK}){_W}|{_QUESTION_ONLY})", re.IGNORECASE
 )
 _QUESTION_ONLY_RE = re.compile(rf"^(?:{_QUESTION_ONLY})", re.IGNORECASE)
-# An interrogative followed by a modal, an infinitive or a verb before its subject is asked where it ends a comment,
-# "?" or not ("..., gdzie mogę dopisać NIP", "..., где теперь посмотреть статус", "..., when will it arrive"); a
-# relative or temporal clause has its subject first ("..., gdzie byłam wczoraj", "..., wann ich Zeit habe").
-_ADVERB = r"(?:(?!można|mozna|trzeba|можно|нужно|надо|можна|треба|потрібно)\w+\s+)?"  # "где можно ...": a relative
+# An interrogative followed by a first-person modal, "now" and an infinitive, or a verb before its subject is asked where
+# it ends a comment, "?" or not ("..., gdzie mogę dopisać NIP", "..., где теперь посмотреть статус", "..., when will it
+# arrive"); a relative or temporal clause is not ("..., gdzie byłam wczoraj", "знаю, где покупать", "..., когда есть
+# скидки", "..., wann ich Zeit habe", "..., gdzie można płacić kartą").
+_NOW = (
+    r"(?:teraz|jeszcze|теперь|сейчас|ещё|еще|мне|тепер|зараз|ще|мені)\s+"  # "где теперь посмотреть": not "где покупать"
+)
 _ASKS_HOW = re.compile(
-    rf"^(?:(?:gdzie|kiedy|ile|skąd|skad|dokąd|dokad|od kiedy|do kiedy)\s+{_ADVERB}(?:mogę|moge|muszę|musze|kosztuje|"
-    rf"kosztują|kosztuja|trwa|\w+(?:ć|[aeiyu]c))|(?:где|когда|сколько|куда|откуда)\s+{_ADVERB}(?:могу|стоит|стоят|"
-    rf"\w+(?:ть|ться|ти|тись|чь))|(?:де|коли|скільки|куди|звідки)\s+{_ADVERB}(?:можу|коштує|коштують|\w+(?:ти|тися))|"
+    rf"^(?:(?:gdzie|kiedy|ile|skąd|skad|dokąd|dokad|od kiedy|do kiedy)\s+(?:(?:\w+\s+)?(?:mogę|moge|muszę|musze|mam|"
+    rf"kosztuje|kosztują|kosztuja|trwa)|{_NOW}\w+(?:ć|[aeiyu]c))|(?:где|когда|сколько|куда|откуда)\s+(?:(?:\w+\s+)?"
+    rf"(?:могу|стоит|стоят)|{_NOW}\w{{2,}}(?:ть|ться|ти|тись|чь))|(?:де|коли|скільки|куди|звідки)\s+(?:(?:\w+\s+)?"
+    rf"(?:можу|коштує|коштують)|{_NOW}\w{{2,}}(?:ти|тися))|"
     r"(?:when|where)\s+(?:will|can|do|does|should|would)\s+(?:i|we|it|my|the|you|they|this|that)|"
     r"(?:wo|wann|wohin|woher)\s+(?:kann|könnt|können|muss|soll|bekomme|bekommt|kommt|ist|sind|gibt))(?![\w-])",
     re.IGNORECASE,
@@ -344,7 +350,10 @@ def _unasked(clause: str) -> str:
     tail = _TAIL.search(clause)
     if not tail or len(clause[: tail.start()].split()) < 2 or _ASKS_ON.match(clause[tail.end() :]):
         return clause
-    return clause[: tail.start()].rstrip(" ,;:-–—")
+    end = tail.start()
+    while end and (clause[end - 1].isspace() or clause[end - 1] in ",;:-–—"):  # a tab or a no-break space too
+        end -= 1
+    return clause[:end]
 
 
 def extract_questions(text: str) -> list[str]:
@@ -361,6 +370,8 @@ def extract_questions(text: str) -> list[str]:
         if rhetorical or exclaimed:
             continue
         pieces = _CUT.split(sentence)  # clause, separator, clause, ...
+        while len(pieces) > 2 and not any(ch.isalpha() for ch in _body(pieces[0])):
+            pieces = [pieces[0] + pieces[1] + pieces[2], *pieces[3:]]  # "Здравствуйте, подскажите, ...": a greeting
         if len(pieces) > 2 and (_POLITE.match(_body(pieces[0])) or _TELL_ME.match(_body(pieces[0]))):
             # "Подскажите, придёт ли ...", "Könnt ihr mal nachschauen, wo das Paket hängt?": one question
             pieces = [pieces[0] + pieces[1] + pieces[2], *pieces[3:]]

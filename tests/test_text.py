@@ -192,6 +192,17 @@ COMMENT_SHAPES = [
         ["habt ihr die Sneaker in 42", "wann kommt die nächste Lieferung"],
     ),
     ("Macie tę bluzę w rozmiarze S, szukam od miesiąca", ["Macie tę bluzę w rozmiarze S"]),
+    # ... but a filler, a "that" clause, a concession or a list goes on with the question
+    ("wann kommt denn mein Paket", ["wann kommt denn mein Paket"]),
+    ("czy to prawda, że zamykacie sklep w Gdańsku", ["czy to prawda, że zamykacie sklep w Gdańsku"]),
+    ("можно ли вернуть куртку, даже если бирку уже срезали", ["можно ли вернуть куртку, даже если бирку уже срезали"]),
+    ("czy wysyłacie do Niemiec, Austrii i Szwajcarii", ["czy wysyłacie do Niemiec, Austrii i Szwajcarii"]),
+    ("do you have it in blue, green, red or black", ["do you have it in blue, green, red or black"]),
+    ("czy jest w rozmiarze M\u00a0, mieszkam w Berlinie od roku", ["czy jest w rozmiarze M"]),
+    # a greeting or a vocative before a polite lead or a choice does not split the question
+    ("Здравствуйте, подскажите, пожалуйста, когда будет доставка", ["подскажите, пожалуйста, когда будет доставка"]),
+    ("Ребята, подскажите, когда будет скидка", ["подскажите, когда будет скидка"]),
+    ("Dzień dobry, czy to jest bawełna, czy poliester?", ["czy to jest bawełna, czy poliester?"]),
     ("Refund was 14.99 last time. Will the 23.40 come back to my card?", ["Will the 23.40 come back to my card?"]),
     (
         "Ist die Lieferung unterwegs und wird das heute noch was?",
@@ -245,6 +256,13 @@ COMMENT_NON_QUESTIONS = [
     "Zadzwonię jeszcze raz, kiedy wrócę z pracy",
     "Ich melde mich wieder, wann ich Zeit habe",
     "Love the new menu 😍 the pasta was amazing",
+    # a German review that opens with its verb; a relative "where to buy", "when there are", "when the kids are"
+    "Werde ich auf jeden Fall wieder bestellen.",
+    "Würde ich jederzeit wieder kaufen",
+    "Теперь знаю, где покупать косметику",
+    "Заказываю у вас, когда есть скидки",
+    "Замовляємо піцу, коли діти вдома",
+    "Już wiem, gdzie kupować kosmetyki 😍",
     "Who thought this jingle was a good idea?",
     "Вы серьезно думаете, что кто-то будет столько ждать?",
     "£40 for a seat now. What's next, paying for the toilet?",
