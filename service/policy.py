@@ -108,12 +108,19 @@ class Profanity(_Strict):
     @field_validator("patterns")
     @classmethod
     def _compiles(cls, value: list[str]) -> list[str]:
-        for pattern in value:
+        patterns = [p for p in value if p.strip()]
+        for pattern in patterns:
             try:
-                re.compile(pattern)
+                compiled = re.compile(pattern)
             except re.error as exc:
                 raise ValueError(f"pattern {pattern!r} is not a regular expression ({exc})") from None
-        return [p for p in value if p.strip()]
+            if any(m.start() == m.end() for m in compiled.finditer(" a b ")):  # "(dupa)?" would flag every comment
+                raise ValueError(f"pattern {pattern!r} matches empty text")
+        try:  # they run as one: an inline flag or a group name used twice fails only there
+            _profanity_re(tuple(patterns))
+        except re.error as exc:
+            raise ValueError(f"the patterns do not combine into one regular expression ({exc})") from None
+        return patterns
 
 
 @lru_cache(maxsize=32)

@@ -159,6 +159,9 @@ def test_reasons_agree_with_hiding(policy):
         ("охуєнний концерт був, коли наступний?", "охуєнний"),
         ("Опять списали деньги дважды, бля", "бля"),
         ("Diese Scheiß-App stürzt ständig ab", "Scheiß"),
+        ("Нихуя не работает ваше приложение", "Нихуя"),
+        ("Йобана доставка знову запізнилась", "Йобана"),
+        ("Verfickte App, schon wieder abgestürzt", "Verfickte"),
     ],
 )
 def test_swearing_the_toxic_head_missed_is_hidden_all_the_same(policy, text, word):
@@ -186,6 +189,9 @@ def test_swearing_the_toxic_head_missed_is_hidden_all_the_same(policy, text, wor
         "Ships to Scunthorpe?",
         "Страхует ли ваша доставка хрупкие вещи?",
         "Chcę schudnąć, macie coś bez cukru?",
+        "Do you have shitake ramen?",
+        "Our bitch is due next week, which puppy food do you recommend?",
+        "Доставка в Херсон є?",
     ],
 )
 def test_words_that_only_look_like_swearing_are_not(policy, text):
@@ -216,6 +222,8 @@ def test_only_a_reply_sits_in_a_thread_and_only_a_customer_is_called_one(policy)
         ({"version": "x", "boosts": {"complaint": -1}}, "boosts.complaint"),
         ({"version": "x", "surprise": 1}, "surprise"),
         ({"version": "x", "profanity": {"patterns": ["kurw", "(unclosed"]}}, "'(unclosed' is not a regular expression"),
+        ({"version": "x", "profanity": {"patterns": ["(dupa)?"]}}, "'(dupa)?' matches empty text"),
+        ({"version": "x", "profanity": {"patterns": ["kurw", "(?i)dupa"]}}, "do not combine into one"),
         ({"levels": {}}, "version"),
         (["not", "a", "mapping"], "must be a mapping"),
     ],
