@@ -68,7 +68,7 @@ _VERB_FIRST_EN = (
 )
 # ... with a pronoun subject: without "?" or after a comma "was the best gift ever" and "did the trick" are statements
 _VERB_FIRST_EN_ASKS = rf"{_AUX_EN}(?:you|u|i|we|they|it|there|he|she)\b"
-_LI = r"\S+\s+(?:ли|li)\b"  # "придёт ли", "есть ли": the Russian yes/no question
+_LI = r"[\w'’-]++\s+(?:ли|li)\b"  # "придёт ли", "есть ли": the Russian yes/no question
 _VERB_FIRST = (
     rf"{_VERB_FIRST_EN}|(?:[a-zäöüß]+(?:t|st|en|nn|ss)|wird|soll|darf)\s+"
     rf"(?:ihr|sie|es|das|man|du|ich|die|der)\b|{_LI}"
@@ -241,7 +241,7 @@ _GOES_ON = (
     r"ewentualnie|najlepiej|желательно|бажано|am liebsten|vorzugsweise|ideally|idealnie"
 )
 _TAIL = re.compile(
-    rf",\s++(?!(?:{_GOES_ON})(?![\w-]))(?=\S+\s+\S+\s+\S+)"  # a remark of three words or more ...
+    rf",\s++(?!(?:{_GOES_ON})(?![\w-]))(?=\S++\s+\S++\s+\S)"  # a remark of three words or more ...
     r"(?![^.!?]*\s(?:albo|lub|czy|или|либо|або|чи|oder|or|i|и|і|та|and|und|oraz)\s)"  # ... that lists nothing
     r"|(?<!\s)\s++(?=(?:bo|бо|а то|потому что|because(?!\s+of)|weil)\s)",  # a reason ("denn" is a filler in questions)
     re.IGNORECASE,
