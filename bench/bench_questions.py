@@ -38,6 +38,10 @@ def best_of(fn: Callable[[], object], repeat: int) -> float:
     return min(times)
 
 
+def timed(text: str) -> float:
+    return best_of(lambda: extract_questions(text), 3)
+
+
 def main() -> None:
     texts = [json.loads(line)["text"] for path in sorted(SEED.glob("*.jsonl")) for line in path.open() if line.strip()]
     per_comment = best_of(lambda: [extract_questions(t) for t in texts], 5) / len(texts)
@@ -46,8 +50,7 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|")
     for name, make in SHAPES.items():
         short, long = make(5000), make(10000)
-        t5 = best_of(lambda s=short: extract_questions(s), 3)
-        t10 = best_of(lambda s=long: extract_questions(s), 3)
+        t5, t10 = timed(short), timed(long)
         print(f"| {name} | {t5 * 1e3:.1f} ms | {t10 * 1e3:.1f} ms | {t10 / t5:.1f} | {t10 / per_comment:.0f} |")
 
 
