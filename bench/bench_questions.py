@@ -26,6 +26,7 @@ SHAPES: dict[str, Callable[[int], str]] = {
     "decimals": lambda n: "1.2" * (n // 3) + "?",
     "reasons": lambda n: "czy" + " bo" * (n // 3),
     "greetings": lambda n: "hej, " * (n // 5) + "czy jest",
+    "numbered": lambda n: "pytania: " + "1) czy a " * (n // 9),
 }
 
 

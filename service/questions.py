@@ -38,11 +38,11 @@ _STRONG = "|".join(
         r"na jakim|w jakim|jak (?!nie |widac|widać|zwykle|zawsze)(?:\w+ )?(?!nic\b|ojciec|koniec|chlopiec|chłopiec|tysiac|"
         r"miesiac|zajac|pajac)\w+(?:ć|[aeiyu]c)(?![\w-])(?!\s*,)",  # "jak zrobić wymianę", "jak to wylaczyc"
         # ru
-        "когда|где|сколько|как долго|как мне|почему|зачем|куда|откуда|какой|какая|какое|какие|каком|какую|каких|можно ли|есть ли|будет ли|"
+        "когда|где|сколько|до скольки|во сколько|как долго|как мне|почему|зачем|куда|откуда|какой|какая|какое|какие|каком|какую|каких|можно ли|есть ли|будет ли|"
         "будут ли|могу ли|можно|подскажите|скажите|кто|чей|чья|на каком|в каком|с какого|до какого|"
         r"как (?!ни |не )(?:\w+ )?\w{2,}(?:ить|ать|ять|еть|уть|ыть|оть|ти|чь)(?:ся)?(?![\w-])(?!\s*,)",  # "как подключить тариф"
         # uk
-        "чи|коли|де|скільки|як довго|як мені|чому|навіщо|куди|звідки|який|яка|яке|які|якого|якому|хто|можна|підкажіть|скажіть|"
+        "чи|коли|де|скільки|до котрої|о котрій|як довго|як мені|чому|навіщо|куди|звідки|який|яка|яке|які|якого|якому|хто|можна|підкажіть|скажіть|"
         r"на якому|в якому|у якому|з якого|до якого|як (?!ні |не )(?:(?:у|в|на|з|до|для|через|при) \w+ |\w+ )?(?!проти\b)\w{2,}(?:ти|тися)(?![\w-])(?!\s*,)",  # "як це зупинити"
         # en
         "(?:when|where|who|which)(?:\s+the\s+(?:hell|fuck|heck)|\s+on earth)?\s+(?:is|are|was|were|will|would|do|does|did|can|could|should|shall|has|have|had)|why|whether|how much|how many|how long|how far|how do|how can|how does|how to|"
@@ -99,9 +99,11 @@ _STRONG_RE = re.compile(rf"^(?:(?:{_STRONG}){_W}|{_VERB_FIRST})", re.IGNORECASE)
 _ANY_RE = re.compile(rf"^(?:(?:{_STRONG}|{_WEAK}){_W}|{_VERB_FIRST})", re.IGNORECASE)
 _LEAD = re.compile(r"^(?:(?:a|i|oraz|and|also|so|und|aber|и|а|но|і|й|та)\s+)+", re.IGNORECASE)
 _GREETING = re.compile(
-    r"^(?:hi|hello|hey|dear \w+|cześć|czesc|hej|halo|dzień dobry|dzien dobry|witam|здравствуйте|привет|добрый день|"
-    r"вітаю|привіт|добрий день|hallo|guten tag|moin)\b[,!.]?\s*|^(?:ребят|ребята|народ|девочки|девчонки|дівчата|хлопці|"
-    r"друзі|ludzie|dziewczyny|guys|folks|leute)(?:\s*,\s*|\s*$)",
+    r"^(?:hi|hello|hey|dear \w+|good (?:morning|afternoon|evening)|cześć|czesc|hej|halo|dzień dobry|dzien dobry|"
+    r"dobry wieczór|dobry wieczor|witam|здравствуйте|здрасьте|привет|добрый день|добрый вечер|доброе утро|вітаю|привіт|"
+    r"добрий день|доброго дня|добрий вечір|доброго ранку|hallo|guten tag|guten morgen|guten abend|moin|servus)\b[,!.]?\s*"
+    r"|^(?:ребят|ребята|народ|девочки|девчонки|дівчата|хлопці|друзі|ludzie|dziewczyny|guys|folks|leute|кстати|до речі|"
+    r"btw|by the way|przy okazji|übrigens)(?:\s*,\s*|\s*$)",
     re.IGNORECASE,
 )
 # Rhetorical questions in rants and jabs ("Are you kidding me?", "Co wy tam robicie?", "Сколько можно?",
@@ -218,9 +220,12 @@ _EMOJI_ASK = re.compile(rf"(?<=[{_EMOJI}])\s++(?=\w)")
 # Cut points: "and"/"i"/"und"/"и"/"і" before any interrogative; comma, dash or colon before a strong one.
 # One group: split() keeps what was cut at (a colon or dash announces questions).
 _AND = r"(?:and|und|i|oraz|a|и|а|і|й|та)"
+_ENUM = r"(?:\(?\d{1,2}[).]\s+|[•▪]\s*)?"  # "Два вопроса: 1) до скольки ...? 2) можно ли ...?"
 _CUT = re.compile(
     rf"((?:,\s*{_AND}\s+|(?<!\s)\s+{_AND}\s+)(?=(?:{_STRONG}|{_WEAK}){_W}|{_VERB_FIRST})"
-    rf"|(?:,|\s[-–—]|:)\s*(?!(?:{_RELATIVE}){_W})(?=(?:{_STRONG}){_W}|{_VERB_FIRST_EN_ASKS}|{_LI})|:\s*(?=(?:{_WEAK}){_W}))",
+    rf"|(?:,|\s[-–—]|:)\s*{_ENUM}(?!(?:{_RELATIVE}){_W})(?=(?:{_STRONG}){_W}|{_VERB_FIRST_EN_ASKS}|{_LI})"
+    rf"|:\s*{_ENUM}(?=(?:{_WEAK}){_W})"
+    rf"|(?<!\s)\s+\(?\d{{1,2}}\)\s+(?=(?:{_STRONG}|{_WEAK}){_W}|{_VERB_FIRST}))",  # "1) when do you open 2) do you"
     re.IGNORECASE,
 )
 
@@ -309,6 +314,9 @@ _ADDRESS = re.compile(r"^(?:@[\w.]+[,:]?\s*)+")
 _EDGE_EMOJI = re.compile(rf"^[{_EMOJI}\s]+|(?<![{_EMOJI}\s])[{_EMOJI}\s]+$")  # a run is tried once, from its start
 
 
+_ENUM_LEAD = re.compile(r"^(?:\(?\d{1,2}[).]\s+|[•▪]\s*)")  # a numbered or bulleted question: "2) можно ли ...?"
+
+
 def _unaddressed(clause: str) -> str:
     """Without the handles and the greeting that open it ("@ana hi, ...", "Hi @ana, ...")."""
     return _ADDRESS.sub("", _GREETING.sub("", _ADDRESS.sub("", clause), count=1))
@@ -322,7 +330,7 @@ def _clean(clause: str) -> str:
     """Trim punctuation (and a closing full stop), emoji at either end, and a leading handle or greeting ("@ana hi,
     do you ...? 🙏" -> "do you ...?"); stays a span of the text."""
     clause = _EDGE_EMOJI.sub("", clause.strip().strip(",;:-–— ")).strip().rstrip(".…").rstrip()
-    rest = _unaddressed(clause).strip()
+    rest = _ENUM_LEAD.sub("", _unaddressed(clause)).strip()
     return rest if any(ch.isalpha() for ch in rest) else clause
 
 
@@ -376,13 +384,9 @@ def extract_questions(text: str) -> list[str]:
             # "Подскажите, придёт ли ...", "Könnt ihr mal nachschauen, wo das Paket hängt?": one question
             pieces = [pieces[0] + pieces[1] + pieces[2], *pieces[3:]]
         if (
-            asked
-            and len(pieces) == 3
-            and pieces[1].strip() == ","
-            and _EITHER.match(_body(pieces[0]))
-            and _OR.match(pieces[2])
-        ):
-            pieces = [sentence]  # "Czy da się to naprawić, czy zostaje tylko wymiana?": one choice
+            len(pieces) > 2 and pieces[-2].strip() == "," and _EITHER.match(_body(pieces[-3])) and _OR.match(pieces[-1])
+        ):  # "Czy da się to naprawić, czy zostaje tylko wymiana?", "..., чи A, чи B": one choice, at the end
+            pieces = [*pieces[:-3], pieces[-3] + pieces[-2] + pieces[-1]]
         clauses = [(sep, _clean(c)) for sep, c in zip(["", *pieces[1::2]], pieces[::2], strict=True)]
         clauses = [(sep, c) for sep, c in clauses if any(ch.isalpha() for ch in _body(c))]  # "halo, dlaczego ..."
         first_is_question = False
@@ -393,8 +397,9 @@ def extract_questions(text: str) -> list[str]:
             last = i == len(clauses) - 1
             # a colon or dash after "a question" announces them: "Mam pytanie – kiedy przyjdzie, czy jest płatna"
             before = _body(clauses[i - 1][1]) if i else ""
+            mark = sep.strip()[:1]  # ":", a dash, or a number: "two things 1) when ... 2) do you ..."
             announced = not first_is_question and (
-                (sep.strip()[:1] in (":", "-", "–", "—") and bool(_ANNOUNCE.search(before)))
+                ((mark in (":", "-", "–", "—", "(") or mark.isdigit()) and bool(_ANNOUNCE.search(before)))
                 or bool(_ASKING_RE.match(before))  # "Хотела уточнить, вернутся ли деньги ..."
             )
             if i == 0 or announced:

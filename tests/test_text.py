@@ -203,6 +203,22 @@ COMMENT_SHAPES = [
     ("Здравствуйте, подскажите, пожалуйста, когда будет доставка", ["подскажите, пожалуйста, когда будет доставка"]),
     ("Ребята, подскажите, когда будет скидка", ["подскажите, когда будет скидка"]),
     ("Dzień dobry, czy to jest bawełna, czy poliester?", ["czy to jest bawełna, czy poliester?"]),
+    ("Guten Abend, ob der Kurs online ist, oder vor Ort?", ["ob der Kurs online ist, oder vor Ort?"]),
+    (
+        "Доброго дня, хотіла б дізнатися, чи є парковка біля залу, чи треба шукати у дворах",
+        ["чи є парковка біля залу, чи треба шукати у дворах"],
+    ),
+    ("Спасибо за быструю доставку! Кстати, а чехлы к нему будут?", ["а чехлы к нему будут?"]),
+    # numbered questions: the number is no part of the question
+    (
+        "Три вопроса: 1) во сколько открывается касса? 2) можно ли с собакой? 3) есть ли парковка?",
+        ["во сколько открывается касса?", "можно ли с собакой?", "есть ли парковка?"],
+    ),
+    (
+        "Mam pytania:\n1. Ile kosztuje dostawa?\n2. Czy mogę zapłacić BLIKiem?",
+        ["Ile kosztuje dostawa?", "Czy mogę zapłacić BLIKiem?"],
+    ),
+    ("two things 1) when do you open on sundays 2) do you deliver", ["when do you open on sundays", "do you deliver"]),
     ("Refund was 14.99 last time. Will the 23.40 come back to my card?", ["Will the 23.40 come back to my card?"]),
     (
         "Ist die Lieferung unterwegs und wird das heute noch was?",
