@@ -220,7 +220,8 @@ _EMOJI_ASK = re.compile(rf"(?<=[{_EMOJI}])\s++(?=\w)")
 # Cut points: "and"/"i"/"und"/"и"/"і" before any interrogative; comma, dash or colon before a strong one.
 # One group: split() keeps what was cut at (a colon or dash announces questions).
 _AND = r"(?:and|und|i|oraz|a|и|а|і|й|та)"
-_ENUM = r"(?:\(?\d{1,2}[).]\s+|[•▪]\s*)?"  # "Два вопроса: 1) до скольки ...? 2) можно ли ...?"
+_NUMBERED = r"(?:\(?\d{1,2}[).]\s+|[•▪]\s*)"  # "Два вопроса: 1) до скольки ...? 2) можно ли ...?"
+_ENUM = rf"{_NUMBERED}?"
 _CUT = re.compile(
     rf"((?:,\s*{_AND}\s+|(?<!\s)\s+{_AND}\s+)(?=(?:{_STRONG}|{_WEAK}){_W}|{_VERB_FIRST})"
     rf"|(?:,|\s[-–—]|:)\s*{_ENUM}(?!(?:{_RELATIVE}){_W})(?=(?:{_STRONG}){_W}|{_VERB_FIRST_EN_ASKS}|{_LI})"
@@ -312,9 +313,7 @@ _ANNOUNCE = re.compile(
 # Handles that open a clause address someone ("@jess_lifts which size did you get?"): not part of the question.
 _ADDRESS = re.compile(r"^(?:@[\w.]+[,:]?\s*)+")
 _EDGE_EMOJI = re.compile(rf"^[{_EMOJI}\s]+|(?<![{_EMOJI}\s])[{_EMOJI}\s]+$")  # a run is tried once, from its start
-
-
-_ENUM_LEAD = re.compile(r"^(?:\(?\d{1,2}[).]\s+|[•▪]\s*)")  # a numbered or bulleted question: "2) можно ли ...?"
+_ENUM_LEAD = re.compile(rf"^{_NUMBERED}")  # a numbered or bulleted question: "2) можно ли ...?"
 
 
 def _unaddressed(clause: str) -> str:
@@ -343,11 +342,11 @@ def _sentences(text: str) -> Iterator[str]:
         asks = sentence.rstrip().endswith(("?", "❓", "❔"))
         cuts = _EMOJI_ASK.finditer(sentence) if asks else _EMOJI_BREAK.finditer(sentence)
         for cut in cuts:
-            before, after = sentence[start : cut.start()], sentence[cut.end() :]
-            if _ANY_RE.match(_body(before)) and not _ANY_RE.match(after):
+            before = sentence[start : cut.start()]
+            if _ANY_RE.match(_body(before)) and not _ANY_RE.match(sentence[cut.end() :]):
                 continue
-            if not _EMOJI_BREAK.match(sentence, cut.start()) and len(_body(before).split()) < 3:
-                continue  # "So 🍕 tonight?"
+            if asks and len(_body(before).split()) < 3 and not _EMOJI_BREAK.match(sentence, cut.start()):
+                continue  # "So 🍕 tonight?": only a remark before the emoji starts a question after them
             yield before
             start = cut.end()
         yield sentence[start:]
@@ -409,18 +408,21 @@ def extract_questions(text: str) -> list[str]:
                     or (asked and last)
                     or bool(asked and (announced or joined) and _ANY_RE.match(body))
                 )
-                if first_is_question:
-                    found.append(clause if asked else _unasked(clause))
-            elif (asked and last) or ((asked or first_is_question) and _ANY_RE.match(body)):
-                # A later clause counts only inside a question: "Chuj wie, gdzie ..." is no question.
-                found.append(clause if asked else _unasked(clause))
-            elif (
-                last
-                and (_QUESTION_ONLY_RE.match(body) or _ASKS_HOW.match(body))
-                and len(body.split()) > 2
-                and not _DOUBT.search(before)
-            ):
-                # "mam 168 cm, czy wersja maxi nie będzie za długa", "ordered it last night, can i still change it";
-                # not a tag ("..., are they 🙄")
+                is_question = first_is_question
+            else:
+                # A later clause counts only inside a question ("Chuj wie, gdzie ..." is no question), or as the last
+                # clause that only a question opens: "mam 168 cm, czy wersja maxi nie będzie za długa", "ordered it
+                # last night, can i still change it"; not a tag ("..., are they 🙄")
+                is_question = (
+                    (asked and last)
+                    or bool((asked or first_is_question) and _ANY_RE.match(body))
+                    or bool(
+                        last
+                        and (_QUESTION_ONLY_RE.match(body) or _ASKS_HOW.match(body))
+                        and len(body.split()) > 2
+                        and not _DOUBT.search(before)
+                    )
+                )
+            if is_question:
                 found.append(clause if asked else _unasked(clause))
     return found
