@@ -426,7 +426,8 @@ def decide(
 
     # swearing the toxic head missed is toxic all the same (data/README.md): hidden for review, scored as toxic
     swear = None if pred.toxic else profanity_in(comment.text, policy)
-    if pred.toxic or swear:
+    toxic = pred.toxic or bool(swear)
+    if toxic:
         score += b.toxic
     if spam:
         score += b.spam
@@ -454,7 +455,7 @@ def decide(
 
     conditions = {
         "escalate_crisis": crisis is not None,
-        "hide_and_review": pred.toxic or bool(swear) or spam,
+        "hide_and_review": toxic or spam,
         "move_to_private": pred.complaint and public,
         "apologize_and_resolve": pred.complaint and not public,
         "answer_question": is_question,
@@ -556,5 +557,5 @@ def decide(
         reasons=reasons,
         question=is_question,
         questions=questions,
-        toxic=pred.toxic or bool(swear),
+        toxic=toxic,
     )
