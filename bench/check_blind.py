@@ -57,7 +57,8 @@ def load_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def score_rows(rows: list[dict[str, Any]], model: str) -> tuple[list[Any], list[Any]]:
-    """The served records, and the model's own predictions (the question head before the playbook's reading)."""
+    """The served records, and the model's own predictions (the toxic and question heads before the playbook's
+    reading of them)."""
     from models.store import configure_mlflow
     from service.policy import load_policy_set
     from service.predictor import load_failure, load_predictor

@@ -169,12 +169,9 @@ def test_swearing_the_toxic_head_missed_is_hidden_all_the_same(policy, text, wor
     d = decide(comment(text), pred("negative", 0.8, toxic=0.3, complaint=0.8, question=0.8), [text], NOW, policy)
     assert d.toxic and d.action == "hide_and_review"
     assert d.reasons[0] == f'profanity ("{word}") in a public comment: hide it and review, do not answer'
-    quiet = decide(comment(text), pred("negative", 0.8, toxic=0.3, complaint=0.8), [], NOW, policy)
-    assert (
-        quiet.priority_score
-        - decide(comment("x"), pred("negative", 0.8, toxic=0.3, complaint=0.8), [], NOW, policy).priority_score
-        == policy.boosts.toxic
-    )
+    missed = pred("negative", 0.8, toxic=0.3, complaint=0.8)
+    quiet, plain = decide(comment(text), missed, [], NOW, policy), decide(comment("x"), missed, [], NOW, policy)
+    assert quiet.priority_score - plain.priority_score == policy.boosts.toxic
     off = policy.model_copy(update={"profanity": policy.profanity.model_copy(update={"patterns": []})})
     assert not decide(comment(text), pred("negative", 0.8, toxic=0.3), [], NOW, off).toxic
 
