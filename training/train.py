@@ -175,6 +175,11 @@ def _serving_notes(meta: dict[str, Any]) -> list[str]:
             f"- Fine-tuned elsewhere (`triage finetune`) on {tuned['device']}: {tuned['steps']} steps in "
             f"{tuned['seconds'] / 60:.1f} min; trained tensors carried in {tuned['dtype']}."
         )
+    elif meta.get("fit") == "frozen":
+        notes.append(
+            f"- Encoder frozen as pretrained; each head a logistic regression on its mean-pooled output, fitted "
+            f"on {meta['fine_tuned_on']} in {meta['fit_seconds']:.0f} s."
+        )
     elif meta.get("fine_tuned_on"):
         notes.append(
             f"- Fine-tuned on {meta['fine_tuned_on']}: {meta['steps']} steps in {meta['fit_seconds'] / 60:.1f} min."
@@ -465,6 +470,7 @@ def fit_transformer_family(
         {
             "validation_scores": val_scores,
             "bucket_share": fit.bucket_share,
+            "fit": tcfg.fit,
             "steps": fit.steps,
             "fit_seconds": fit.seconds,
             "fine_tuned_on": fit.device,  # with the precision `auto` resolved to: "cpu, bfloat16 autocast"

@@ -45,11 +45,14 @@ class MultiTaskModel(nn.Module):
         self.sentiment = nn.Linear(hidden, len(SENTIMENT_LABELS))
         self.binary = nn.Linear(hidden, len(BINARY_HEADS))
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The encoder's last hidden states averaged over the real tokens: what the heads read."""
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-        pooled = self.dropout(pooled)
+        return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pooled = self.dropout(self.pool(input_ids, attention_mask))
         return self.sentiment(pooled), self.binary(pooled)
 
 
@@ -217,6 +220,103 @@ def torch_proba(model: MultiTaskModel, ids: list[list[int]], pad_id: int, batch_
         sent[rows] = torch.softmax(s, -1).float().cpu().numpy()
         binary[rows] = torch.sigmoid(b).float().cpu().numpy()
     return {"sentiment": sent, **{h: binary[:, j] for j, h in enumerate(BINARY_HEADS)}}
+
+
+@torch.no_grad()
+def pooled_features(model: MultiTaskModel, ids: list[list[int]], pad_id: int, batch_size: int = 64) -> np.ndarray:
+    """Each row's mean-pooled encoder output (float64, rows in input order)."""
+    model.eval()
+    order = np.argsort([len(x) for x in ids], kind="stable")
+    out = np.zeros((len(ids), model.sentiment.in_features))
+    device = next(model.parameters()).device
+    for start in range(0, len(ids), batch_size):
+        rows = order[start : start + batch_size]
+        input_ids, attention = _pad([ids[i] for i in rows], pad_id)
+        out[rows] = model.pool(input_ids.to(device), attention.to(device)).float().cpu().numpy()
+    return out
+
+
+def _linear_head(
+    features: np.ndarray, labels: np.ndarray, weights: np.ndarray, classes: int, c: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """A class-balanced, L2-penalised logistic regression of ``labels`` (class ids 0..classes-1; for
+    ``classes`` 2, one logit) on standardised ``features``, folded back into a weight matrix and bias on the
+    raw features. A head with rows of one class only (or none) gets no weights and a bias at that class's
+    smoothed share, so it still answers and its threshold is still tuned."""
+    from sklearn.linear_model import LogisticRegression
+
+    outputs = 1 if classes == 2 else classes
+    counts = np.bincount(labels, minlength=classes)
+    if (counts > 0).sum() < 2:
+        share = (counts + 1) / (counts.sum() + classes)
+        bias = np.log(share) if outputs > 1 else np.log(share[1:] / share[:1])
+        return np.zeros((outputs, features.shape[1])), bias
+    mean = np.average(features, axis=0, weights=weights)
+    scale = np.sqrt(np.average((features - mean) ** 2, axis=0, weights=weights)) + 1e-6
+    regression = LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
+    regression.fit((features - mean) / scale, labels, sample_weight=weights)
+    raw = regression.coef_ / scale
+    intercept = regression.intercept_ - raw @ mean
+    present = list(regression.classes_)
+    coef = np.zeros((outputs, features.shape[1]))
+    bias = np.full(outputs, -30.0)  # a class with no training row: never predicted
+    if outputs == 1:
+        coef[0], bias[0] = raw[0], intercept[0]
+    elif len(present) == 2:  # one logit (the second class against the first): the softmax of (0, logit)
+        coef[present[1]], bias[present[1]], bias[present[0]] = raw[0], intercept[0], 0.0
+    else:
+        coef[present], bias[present] = raw, intercept
+    return coef, bias
+
+
+def fit_frozen(
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    cfg: TransformerConfig,
+    base_model: str,
+    source_weights: Mapping[str, float] | None = None,
+) -> FitResult:
+    """The encoder as pretrained; each head a logistic regression on its mean-pooled output, fitted on the rows
+    labelled for it (``source_weights`` as sample weights, 0 leaving a source out) and written into the
+    model's linear heads, so it exports, quantizes and serves like a fine-tuned one. Seconds on a CPU for
+    the seed set: what ``triage bootstrap`` serves where the base model can be had."""
+    from transformers import AutoTokenizer
+
+    seed_everything(cfg.seed)
+    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    started = time.monotonic()
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    model = build_model(base_model, cfg)
+    for p in model.encoder.parameters():
+        p.requires_grad_(False)
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(device)
+    log.info("fitting heads on %s's frozen output on %s", base_model, device_label(device))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    features = pooled_features(model, encode(tokenizer, train["norm_text"].tolist(), cfg), pad_id)
+    sources = train["source"].astype(str)
+    weights = sources.map(lambda s: (source_weights or {}).get(s, 1.0)).to_numpy(dtype=float)
+    sent_y, bin_y = label_tensors(train)
+    sent, binary = sent_y.numpy(), bin_y.numpy()
+    with torch.no_grad():
+        rows = (sent >= 0) & (weights > 0)
+        coef, bias = _linear_head(features[rows], sent[rows], weights[rows], len(SENTIMENT_LABELS), cfg.frozen_c)
+        model.sentiment.weight.copy_(torch.from_numpy(coef))
+        model.sentiment.bias.copy_(torch.from_numpy(bias))
+        for j in range(len(BINARY_HEADS)):
+            rows = ~np.isnan(binary[:, j]) & (weights > 0)
+            labels = binary[rows, j].astype(int)
+            coef, bias = _linear_head(features[rows], labels, weights[rows], 2, cfg.frozen_c)
+            model.binary.weight[j].copy_(torch.from_numpy(coef[0]))
+            model.binary.bias[j] = float(bias[0])
+    model.to("cpu").eval()
+    scores = headline(evaluate(val, torch_proba(model, encode(tokenizer, val["norm_text"].tolist(), cfg), pad_id), {}))
+    score = float(np.mean(list(scores.values()))) if scores else 0.0
+    seconds = time.monotonic() - started
+    log.info("frozen heads fitted on %d rows: val %.4f (%.0fs)", len(train), score, seconds)
+    history = [{"step": 0, "val_score": score, "seconds": seconds, **{f"val_{k}": v for k, v in scores.items()}}]
+    used = sources[weights > 0].value_counts(normalize=True)
+    return FitResult(model, tokenizer, 0, seconds, score, history, used.to_dict(), device_label(device))
 
 
 class _RunningLoss:

@@ -5,6 +5,7 @@ Heavy imports happen inside each command, so ``triage serve`` never imports trai
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import sys
@@ -161,13 +162,24 @@ def promote(
     typer.echo(f"champion: comment-triage version {result.version} (was {result.previous or 'none'})")
 
 
+def _missing_modules(*names: str) -> list[str]:
+    return [name for name in names if importlib.util.find_spec(name) is None]
+
+
 @app.command()
-def bootstrap() -> None:
-    """Train on the bundled seed set and promote it, if no champion is registered yet."""
+def bootstrap(
+    tfidf: Annotated[
+        bool, typer.Option("--tfidf", help="TF-IDF only: seconds, no base model (a weaker model)")
+    ] = False,
+) -> None:
+    """Train on the bundled seed set and promote it, if no champion is registered yet: the frozen offline
+    multilingual-e5-small with fitted heads, averaged with TF-IDF, or TF-IDF alone where the base model
+    cannot be built (or with --tfidf)."""
     from mlflow import MlflowClient
 
     from models.store import configure_mlflow
-    from training.config import seed_config
+    from training.base_models import BaseModelError, resolve_base_model
+    from training.config import bootstrap_config, seed_config
     from training.registry import champion_version
     from training.registry import promote as run_promote
     from training.settings import TrainingSettings
@@ -179,8 +191,19 @@ def bootstrap() -> None:
     if current:
         typer.echo(f"champion exists: comment-triage version {current}")
         return
-    typer.echo("no champion registered: training one on the bundled seed set")
-    result = run_training([settings.seed_data], seed_config(), settings)
+    config = seed_config() if tfidf else bootstrap_config()
+    if config.family == "transformer":
+        missing = _missing_modules("torch", "transformers", "onnx")
+        try:
+            if missing:  # the serving image installs no training extras
+                raise BaseModelError(f"{', '.join(missing)} not installed")
+            resolve_base_model(config.transformer.base_model, settings.home)
+        except BaseModelError as exc:
+            typer.echo(f"base model unavailable ({exc}): TF-IDF alone, a weaker model", err=True)
+            config = seed_config()
+    what = "TF-IDF" if config.family == "tfidf" else "frozen multilingual-e5-small heads and TF-IDF"
+    typer.echo(f"no champion registered: training one on the bundled seed set ({what})")
+    result = run_training([settings.seed_data], config, settings)
     run_promote(result.version, force=True)
     typer.echo(f"champion: comment-triage version {result.version}")
 
