@@ -589,13 +589,15 @@ def test_cli_finetune_refuses_an_unknown_dtype_before_doing_anything(cli, tiny_b
     assert result.exit_code == 2 and "float8" in result.output and not out.exists()
 
 
-def _champion_meta(home: Path) -> dict:
+def _registered_meta(home: Path, version: str = "@champion") -> dict:
+    """The meta of the model registered as ``version`` (a number, or ``@alias``)."""
     import mlflow
 
     from models.store import configure_mlflow
 
     configure_mlflow(home)
-    return mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion").unwrap_python_model().model.meta
+    at = version if version.startswith("@") else f"/{version}"
+    return mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}{at}").unwrap_python_model().model.meta
 
 
 def test_cli_bootstrap_trains_frozen_heads_once(cli, tiny_base, tmp_path, monkeypatch):
@@ -610,7 +612,7 @@ def test_cli_bootstrap_trains_frozen_heads_once(cli, tiny_base, tmp_path, monkey
     assert result.exit_code == 0, result.output
     assert "frozen multilingual-e5-small heads and TF-IDF" in result.output
     assert "champion: comment-triage version 1" in result.output
-    meta = _champion_meta(tmp_path / "home")
+    meta = _registered_meta(tmp_path / "home")
     assert meta["fit"] == "frozen" and meta["family"] in ("transformer", "ensemble")
     again = cli.invoke(app, ["bootstrap"])
     assert again.exit_code == 0 and "champion exists: comment-triage version 1" in again.output
@@ -643,4 +645,25 @@ def test_cli_bootstrap_falls_back_to_tfidf(cli, tmp_path, monkeypatch, args, mis
     result = cli.invoke(app, ["bootstrap", *args])
     assert result.exit_code == 0, result.output
     assert said in result.output and "bundled seed set (TF-IDF)" in result.output
-    assert _champion_meta(tmp_path / "home")["family"] == "tfidf"
+    assert _registered_meta(tmp_path / "home")["family"] == "tfidf"
+
+
+def test_cli_finetune_a_frozen_config_carries_only_the_heads(cli, tiny_base, tmp_path):
+    from triage.cli import app
+
+    config = _write_config(tmp_path / "tiny.yaml", tiny_base)
+    raw = yaml.safe_load(config.read_text(encoding="utf-8"))
+    raw["transformer"]["fit"] = "frozen"
+    config.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    out = tmp_path / "ckpt"
+    args = ["--data", str(SEED), "--config", str(config)]
+    result = cli.invoke(app, ["finetune", *args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "heads fitted on the frozen encoder in" in result.output
+    meta = json.loads((out / CHECKPOINT_FILE).read_text(encoding="utf-8"))
+    names = {name for entry in meta["files"] for name in load_file(str(out / entry["file"]))}
+    assert names == {"sentiment.weight", "sentiment.bias", "binary.weight", "binary.bias"}
+    result = cli.invoke(app, ["train", *args, "--finetuned", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "registered comment-triage version 1" in result.output
+    assert _registered_meta(tmp_path / "home", "1")["fit"] == "frozen"

@@ -286,9 +286,7 @@ def fit_frozen(
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     started = time.monotonic()
     tokenizer = AutoTokenizer.from_pretrained(base_model)
-    model = build_model(base_model, cfg)
-    for p in model.encoder.parameters():
-        p.requires_grad_(False)
+    model = build_model(base_model, cfg)  # the encoder frozen
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
     log.info("fitting heads on %s's frozen output on %s", base_model, device_label(device))
@@ -438,6 +436,10 @@ def truncate_layers(encoder: nn.Module, keep: int | None) -> None:
 
 def freeze(model: MultiTaskModel, cfg: TransformerConfig) -> None:
     encoder = model.encoder
+    if cfg.fit == "frozen":  # only the heads are fitted: a checkpoint carries them alone
+        for p in encoder.parameters():
+            p.requires_grad_(False)
+        return
     embeddings = getattr(encoder, "embeddings", None)
     if cfg.freeze_embeddings and embeddings is not None:
         embeddings.word_embeddings.weight.requires_grad_(False)

@@ -123,7 +123,8 @@ def finetune(
     except _training_errors() as exc:
         _fail(str(exc))
         return
-    typer.echo(f"fine-tuned {fit.steps} steps in {fit.seconds:.0f}s (best validation {fit.best_score:.4f})")
+    what = "heads fitted on the frozen encoder" if cfg.transformer.fit == "frozen" else f"fine-tuned {fit.steps} steps"
+    typer.echo(f"{what} in {fit.seconds:.0f}s (best validation {fit.best_score:.4f})")
     typer.echo(f"checkpoint: {path}")
 
 
