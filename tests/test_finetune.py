@@ -610,7 +610,7 @@ def test_cli_bootstrap_trains_frozen_heads_once(cli, tiny_base, tmp_path, monkey
     monkeypatch.setenv("TRIAGE_SEED_DATA", str(SEED))
     result = cli.invoke(app, ["bootstrap"])
     assert result.exit_code == 0, result.output
-    assert "frozen multilingual-e5-small heads and TF-IDF" in result.output
+    assert "bundled seed set (frozen multilingual-e5-small heads)" in result.output
     assert "champion: comment-triage version 1" in result.output
     meta = _registered_meta(tmp_path / "home")
     assert meta["fit"] == "frozen" and meta["family"] in ("transformer", "ensemble")
@@ -667,3 +667,31 @@ def test_cli_finetune_a_frozen_config_carries_only_the_heads(cli, tiny_base, tmp
     assert result.exit_code == 0, result.output
     assert "registered comment-triage version 1" in result.output
     assert _registered_meta(tmp_path / "home", "1")["fit"] == "frozen"
+    import mlflow
+
+    run_id = mlflow.MlflowClient().get_model_version(MODEL_NAME, "1").run_id
+    card = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model_card.md"))
+    assert "Encoder frozen as pretrained; heads fitted elsewhere (`triage finetune`)" in card.read_text("utf-8")
+
+
+def test_cli_bootstrap_reports_a_failed_frozen_model_and_serves_tfidf(cli, tiny_base, tmp_path, monkeypatch):
+    """A failure after the base model was had (out of memory, an export error) still leaves a champion."""
+    import training.base_models
+    import training.config
+    import training.finetune
+    from triage.cli import app
+
+    real = training.config.bootstrap_config()
+    tiny = real.transformer.model_copy(update={"base_model": tiny_base, "text_prefix": "", "max_length": 32})
+    monkeypatch.setattr(training.config, "bootstrap_config", lambda: real.model_copy(update={"transformer": tiny}))
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(training.finetune, "fine_tune", out_of_memory)
+    monkeypatch.setenv("TRIAGE_SEED_DATA", str(SEED))
+    result = cli.invoke(app, ["bootstrap"])
+    assert result.exit_code == 0, result.output
+    assert "the frozen e5 bootstrap failed (RuntimeError: out of memory): TF-IDF alone" in result.output
+    assert "bundled seed set (TF-IDF)" in result.output
+    assert _registered_meta(tmp_path / "home")["family"] == "tfidf"

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 import training.transformer as transformer_module
 from models.schema import BINARY_HEADS, MODEL_NAME, SENTIMENT_LABELS
-from training.config import FEED_FORWARD, TrainConfig, TransformerConfig, bootstrap_config
+from training.config import FEED_FORWARD, ConfigError, TrainConfig, TransformerConfig, bootstrap_config
 from training.transformer import (
     BalancedSampler,
     MultiTaskModel,
@@ -460,6 +460,8 @@ def test_frozen_fit_reads_each_head_from_its_labelled_rows_and_weighs_sources(ti
     left_out = fit_frozen(pd.concat([train, extra]), val, cfg, tiny_base, {"extra": 0.0})
     assert torch.allclose(left_out.model.sentiment.weight, plain.model.sentiment.weight)
     assert "extra" not in left_out.bucket_share
+    with pytest.raises(ConfigError, match="every training source has weight 0"):
+        fit_frozen(train, val, cfg, tiny_base, {source: 0.0 for source in train["source"].unique()})
 
 
 def test_linear_head_with_one_class_none_or_a_class_missing():
@@ -479,6 +481,13 @@ def test_linear_head_with_one_class_none_or_a_class_missing():
     binary_coef, binary_bias = _linear_head(x, labels // 2, ones, 2, 1.0)
     assert np.allclose(p[:, 2], 1 / (1 + np.exp(-(x @ binary_coef[0] + binary_bias[0]))))
     assert ((p[:, 2] > 0.5) == (labels == 2)).mean() > 0.8
+    # a row of weight 2 counts as that row twice, in the standardisation and in the regression
+    three = np.digitize(x[:, 0] + 0.3 * rng.normal(size=60), [-0.5, 0.5])
+    weights = np.where(np.arange(60) < 20, 2.0, 1.0)
+    weighted = _linear_head(x, three, weights, 3, 1.0)
+    twice = _linear_head(np.vstack([x, x[:20]]), np.concatenate([three, three[:20]]), np.ones(80), 3, 1.0)
+    assert np.allclose(weighted[0], twice[0], atol=1e-4) and np.allclose(weighted[1], twice[1], atol=1e-4)
+    assert not np.allclose(weighted[0], _linear_head(x, three, ones, 3, 1.0)[0], atol=1e-2)
 
 
 def test_bootstrap_config_family_through_mlflow(tmp_path, tiny_base):

@@ -170,7 +170,12 @@ def known_weaknesses(summary: dict[str, Any], report: dict[str, Any]) -> list[st
 def _serving_notes(meta: dict[str, Any]) -> list[str]:
     notes = []
     tuned = meta.get("finetuned")
-    if tuned:
+    if tuned and meta.get("fit") == "frozen":
+        notes.append(
+            f"- Encoder frozen as pretrained; heads fitted elsewhere (`triage finetune`) on {tuned['device']} in "
+            f"{tuned['seconds']:.0f} s; carried in {tuned['dtype']}."
+        )
+    elif tuned:
         notes.append(
             f"- Fine-tuned elsewhere (`triage finetune`) on {tuned['device']}: {tuned['steps']} steps in "
             f"{tuned['seconds'] / 60:.1f} min; trained tensors carried in {tuned['dtype']}."

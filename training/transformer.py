@@ -29,7 +29,7 @@ from torch import nn
 from models.backends import OnnxBackend, Probabilities
 from models.kernels import cpu_flags
 from models.schema import BINARY_HEADS, HEADS, SENTIMENT_LABELS
-from training.config import TransformerConfig
+from training.config import ConfigError, TransformerConfig
 from training.evaluate import evaluate, headline
 
 log = logging.getLogger(__name__)
@@ -252,7 +252,8 @@ def _linear_head(
         bias = np.log(share) if outputs > 1 else np.log(share[1:] / share[:1])
         return np.zeros((outputs, features.shape[1])), bias
     mean = np.average(features, axis=0, weights=weights)
-    scale = np.sqrt(np.average((features - mean) ** 2, axis=0, weights=weights)) + 1e-6
+    spread = np.sqrt(np.average((features - mean) ** 2, axis=0, weights=weights))
+    scale = np.maximum(spread, max(1e-3 * float(np.median(spread)), 1e-6))  # a near-constant feature: no huge weight
     regression = LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
     regression.fit((features - mean) / scale, labels, sample_weight=weights)
     raw = regression.coef_ / scale
@@ -294,6 +295,8 @@ def fit_frozen(
     features = pooled_features(model, encode(tokenizer, train["norm_text"].tolist(), cfg), pad_id)
     sources = train["source"].astype(str)
     weights = sources.map(lambda s: (source_weights or {}).get(s, 1.0)).to_numpy(dtype=float)
+    if not (weights > 0).any():
+        raise ConfigError("source_weights: every training source has weight 0")
     sent_y, bin_y = label_tensors(train)
     sent, binary = sent_y.numpy(), bin_y.numpy()
     with torch.no_grad():

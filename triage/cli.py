@@ -174,8 +174,9 @@ def bootstrap(
     ] = False,
 ) -> None:
     """Train on the bundled seed set and promote it, if no champion is registered yet: the frozen offline
-    multilingual-e5-small with fitted heads, averaged with TF-IDF, or TF-IDF alone where the base model
-    cannot be built (or with --tfidf)."""
+    multilingual-e5-small with fitted heads, averaged with TF-IDF where that wins on validation; TF-IDF alone
+    where the base model or the training extras cannot be had, where that model fails to train (reported),
+    or with --tfidf."""
     from mlflow import MlflowClient
 
     from models.store import configure_mlflow
@@ -194,17 +195,29 @@ def bootstrap(
         return
     config = seed_config() if tfidf else bootstrap_config()
     if config.family == "transformer":
-        missing = _missing_modules("torch", "transformers", "onnx")
+        missing = _missing_modules("torch", "transformers", "onnx", "onnxruntime")
         try:
             if missing:  # the serving image installs no training extras
                 raise BaseModelError(f"{', '.join(missing)} not installed")
             resolve_base_model(config.transformer.base_model, settings.home)
-        except BaseModelError as exc:
+        except (BaseModelError, OSError) as exc:
             typer.echo(f"base model unavailable ({exc}): TF-IDF alone, a weaker model", err=True)
             config = seed_config()
-    what = "TF-IDF" if config.family == "tfidf" else "frozen multilingual-e5-small heads and TF-IDF"
-    typer.echo(f"no champion registered: training one on the bundled seed set ({what})")
-    result = run_training([settings.seed_data], config, settings)
+    result = None
+    if config.family == "transformer":
+        typer.echo("no champion registered: training one on the bundled seed set (frozen multilingual-e5-small heads)")
+        try:
+            result = run_training([settings.seed_data], config, settings)
+        except Exception as exc:  # make run must serve a model: say what failed, then train the one that needs less
+            log.exception("the frozen e5 bootstrap model failed")
+            typer.echo(
+                f"the frozen e5 bootstrap failed ({type(exc).__name__}: {exc}): TF-IDF alone, a weaker model; "
+                "please report this",
+                err=True,
+            )
+    if result is None:
+        typer.echo("no champion registered: training one on the bundled seed set (TF-IDF)")
+        result = run_training([settings.seed_data], seed_config(), settings)
     run_promote(result.version, force=True)
     typer.echo(f"champion: comment-triage version {result.version}")
 
