@@ -453,12 +453,15 @@ def test_frozen_fit_reads_each_head_from_its_labelled_rows_and_weighs_sources(ti
     for head in BINARY_HEADS:
         extra[head] = pd.array([pd.NA] * len(extra), dtype="Int8")
     mixed = fit_frozen(pd.concat([train, extra]), val, cfg, tiny_base)
-    assert torch.allclose(mixed.model.binary.weight, plain.model.binary.weight)
-    assert torch.allclose(mixed.model.binary.bias, plain.model.binary.bias)
-    assert not torch.allclose(mixed.model.sentiment.bias, plain.model.sentiment.bias, atol=1e-3)
+    # the extra rows change how rows are batched for pooling, so the features differ by float noise that
+    # lbfgs (tol 1e-4) may carry into the weights on some CPUs: "same" is within 1e-3, while the extra rows
+    # move the sentiment head by whole units
+    assert torch.allclose(mixed.model.binary.weight, plain.model.binary.weight, atol=1e-3)
+    assert torch.allclose(mixed.model.binary.bias, plain.model.binary.bias, atol=1e-3)
+    assert not torch.allclose(mixed.model.sentiment.bias, plain.model.sentiment.bias, atol=0.1)
     assert mixed.bucket_share["extra"] == pytest.approx(len(extra) / (len(train) + len(extra)))
     left_out = fit_frozen(pd.concat([train, extra]), val, cfg, tiny_base, {"extra": 0.0})
-    assert torch.allclose(left_out.model.sentiment.weight, plain.model.sentiment.weight)
+    assert torch.allclose(left_out.model.sentiment.weight, plain.model.sentiment.weight, atol=1e-3)
     assert "extra" not in left_out.bucket_share
     with pytest.raises(ConfigError, match="every training source has weight 0"):
         fit_frozen(train, val, cfg, tiny_base, {source: 0.0 for source in train["source"].unique()})
