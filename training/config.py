@@ -79,8 +79,9 @@ class TransformerConfig(_Strict):
         description="fine_tune: gradient steps on the heads and the encoder layers not frozen; frozen: the encoder "
         "stays as pretrained and each head is a logistic regression on its mean-pooled output (standardised, "
         "class-balanced, frozen_c), fitted in seconds on a CPU, then exported and served like a fine-tuned model "
-        "(what `triage bootstrap` trains on the seed set). The step, schedule and early-stopping settings do not "
-        "apply to it",
+        "(what `triage bootstrap` trains on the seed set). Every labelled row counts, weighted by source_weights; "
+        "the step, schedule, early-stopping, sampling (balance_alpha, length_group), dropout and precision "
+        "settings do not apply to it",
     )
     frozen_c: float = Field(
         0.03,

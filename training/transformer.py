@@ -254,8 +254,14 @@ def _linear_head(
     mean = np.average(features, axis=0, weights=weights)
     spread = np.sqrt(np.average((features - mean) ** 2, axis=0, weights=weights))
     scale = np.maximum(spread, max(1e-3 * float(np.median(spread)), 1e-6))  # a near-constant feature: no huge weight
-    regression = LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
-    regression.fit((features - mean) / scale, labels, sample_weight=weights)
+    # class-balanced on the weighted counts, as scikit-learn >= 1.7 balances "balanced" with sample weights
+    # (older releases count rows): spelt out so that every release fits the same regression
+    weighted = np.bincount(labels, weights=weights, minlength=classes)
+    present_classes = np.flatnonzero(weighted > 0)
+    balance = np.zeros(classes)
+    balance[present_classes] = weights.sum() / (len(present_classes) * weighted[present_classes])
+    regression = LogisticRegression(C=c, max_iter=3000)
+    regression.fit((features - mean) / scale, labels, sample_weight=weights * balance[labels])
     raw = regression.coef_ / scale
     intercept = regression.intercept_ - raw @ mean
     present = list(regression.classes_)
