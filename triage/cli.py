@@ -167,6 +167,12 @@ def _missing_modules(*names: str) -> list[str]:
     return [name for name in names if importlib.util.find_spec(name) is None]
 
 
+def _report_bootstrap_failure(what: str, exc: Exception) -> None:
+    """An unexpected failure on the way to the frozen e5 model: its traceback to the log, the reason to the user."""
+    log.exception(what)
+    typer.echo(f"{what} ({type(exc).__name__}: {exc}): TF-IDF alone, a weaker model; please report this", err=True)
+
+
 @app.command()
 def bootstrap(
     tfidf: Annotated[
@@ -205,12 +211,7 @@ def bootstrap(
             typer.echo(f"base model unavailable ({exc}): TF-IDF alone, a weaker model", err=True)
             config = seed_config()
         except Exception as exc:  # a broken torch or transformers install: make run must still serve a model
-            log.exception("building the base model failed")
-            typer.echo(
-                f"building the base model failed ({type(exc).__name__}: {exc}): TF-IDF alone, a weaker model; "
-                "please report this",
-                err=True,
-            )
+            _report_bootstrap_failure("building the base model failed", exc)
             config = seed_config()
     result = None
     if config.family == "transformer":
@@ -218,12 +219,7 @@ def bootstrap(
         try:
             result = run_training([settings.seed_data], config, settings)
         except Exception as exc:  # make run must serve a model: say what failed, then train the one that needs less
-            log.exception("the frozen e5 bootstrap model failed")
-            typer.echo(
-                f"the frozen e5 bootstrap failed ({type(exc).__name__}: {exc}): TF-IDF alone, a weaker model; "
-                "please report this",
-                err=True,
-            )
+            _report_bootstrap_failure("the frozen e5 bootstrap failed", exc)
     if result is None:
         typer.echo("no champion registered: training one on the bundled seed set (TF-IDF)")
         result = run_training([settings.seed_data], seed_config(), settings)
