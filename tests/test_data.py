@@ -207,7 +207,7 @@ def test_second_seed_batch_meets_its_card(seed_rows):
     path = SEED.parent / "seed_extra.jsonl"
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     frame = load_data([SEED.parent]).frame
-    assert len(frame) == 1440 and (frame["source"] == "seed_extra").sum() == len(rows) == 500
+    assert len(frame) == 2040 and (frame["source"] == "seed_extra").sum() == len(rows) == 500
     for lang in ("pl", "ru", "uk", "en", "de"):
         mine = [r for r in rows if r["lang"] == lang]
         assert len(mine) == 100, lang
@@ -220,6 +220,49 @@ def test_second_seed_batch_meets_its_card(seed_rows):
         assert any(r["kind"] == "rhetorical_question" and "?" in r["text"] and not r["question"] for r in mine), lang
     others = {r["text"] for p in SEED.parent.glob("*.jsonl") if p != path for r in read_jsonl(p)}
     assert not {r["text"] for r in rows} & others and len({r["text"] for r in rows}) == 500
+    assert_questions_in_order(rows)
+
+
+THIRD_BRANDS = {  # the six fictional brands each writer of seed_third.jsonl was given (data/README.md)
+    "pl": ("Elvento", "Securo", "Drivly", "Kafenio", "Hausmar", "Bricomax"),
+    "ru": ("Solvia", "Rydo", "Markeo", "Proteon", "Somnera", "Lumeo"),
+    "uk": ("Elvento", "Drivly", "Hausmar", "Solvia", "Markeo", "Somnera"),
+    "en": ("Securo", "Kafenio", "Bricomax", "Rydo", "Proteon", "Lumeo"),
+    "de": ("Elvento", "Securo", "Solvia", "Markeo", "Somnera", "Lumeo"),
+}
+FIRST_BRANDS = (
+    "vestilo", "zvonix", "monetra", "монетра", "bistrol", "бистрол", "бістрол",
+    "lavessa", "skynorra", "voltra", "вольтра",
+)  # the first two batches' brands  # fmt: skip
+
+
+def test_third_seed_batch_meets_its_card(seed_rows):
+    """seed_third.jsonl as data/README.md describes it: 120 valid rows per language about other brands than the
+    first two batches (none of theirs named, none outside the writer's six), a fifth of them toxic, toxic rows that
+    are also questions, praise or complaints, rhetorical "?" left unlisted, questions without "?", ids and texts
+    unique across the seed folder, questions as exact substrings in the order asked."""
+    path = SEED.parent / "seed_third.jsonl"
+    rows = read_jsonl(path)
+    frame = load_data([SEED.parent]).frame
+    assert (frame["source"] == "seed_third").sum() == len(rows) == 600
+    for lang, brands in THIRD_BRANDS.items():
+        mine = [r for r in rows if r["lang"] == lang]
+        assert len(mine) == 120, lang
+        first = 481 if lang == "uk" else 241  # seed_extra.jsonl ends at seed-uk-0480 and seed-<lang>-0240
+        assert [r["id"] for r in mine] == [f"seed-{lang}-{n:04d}" for n in range(first, first + 120)]
+        assert 23 <= sum(r["toxic"] for r in mine) <= 25 and 44 <= sum(r["complaint"] for r in mine) <= 47, lang
+        assert 41 <= sum(r["question"] for r in mine) <= 43, lang
+        assert sum(not q.endswith("?") for r in mine for q in r["questions"]) >= 12, lang
+        assert any(r["toxic"] and r["question"] for r in mine), lang
+        assert any(r["toxic"] and r["sentiment"] == "positive" for r in mine), lang
+        assert any(r["toxic"] and not r["complaint"] for r in mine), lang
+        assert any("?" in r["text"] and not r["question"] for r in mine), lang
+        text = " ".join(r["text"] for r in mine).lower()
+        assert not [b for b in FIRST_BRANDS if b in text], lang
+        others = set(sum(THIRD_BRANDS.values(), ())) - set(brands)
+        assert not [b for b in others if b.lower() in text], lang
+    elsewhere = {r["text"] for p in SEED.parent.glob("*.jsonl") if p != path for r in read_jsonl(p)}
+    assert not {r["text"] for r in rows} & elsewhere and len({r["text"] for r in rows}) == 600
     assert_questions_in_order(rows)
 
 
