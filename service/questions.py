@@ -45,11 +45,13 @@ _STRONG = "|".join(
         "чи|коли|де|скільки|до котрої|о котрій|як довго|як мені|чому|навіщо|куди|звідки|який|яка|яке|які|якого|якому|хто|можна|підкажіть|скажіть|"
         r"на якому|в якому|у якому|з якого|до якого|як (?!ні |не )(?:(?:у|в|на|з|до|для|через|при) \w+ |\w+ )?(?!проти\b)\w{2,}(?:ти|тися)(?![\w-])(?!\s*,)",  # "як це зупинити"
         # en
-        "(?:when|where|who|which)(?:\s+the\s+(?:hell|fuck|heck)|\s+on earth)?\s+(?:is|are|was|were|will|would|do|does|did|can|could|should|shall|has|have|had)|why|whether|how much|how many|how long|how far|how do|how can|how does|how to|"
-        "any chance|any idea|any update|is there|are there",
+        r"(?:when|where|who|which)(?:\s+the\s+(?:hell|fuck|f\*+|heck)|\s+on earth)?\s+(?:is|are|was|were|will|would|do|does|did|can|could|should|shall|has|have|had)|why|whether|how much|how many|how long|how far|how do|how can|how does|how to|"
+        "any chance|any idea|any update|is there|are there|"
+        r"what (?:time|day|date|size|grit|colou?r)\s+(?:is|are|does|do|did|will|can|should|would)|"
+        r"what(?:'s| is) the (?:actual )?difference",
         # de
-        "wann|wo|wohin|woher|warum|wieso|weshalb|welche|welcher|welches|welchen|wer|ob|wie viel|wie lange|wie oft|wie weit|"
-        "wie kann|wie lege|wie bekomme|gibt es|gibt's|gibts|ab wann|bis wann|seit wann|an wen|bei wem|mit wem|für wen",
+        "wann|wo|wohin|woher|warum|wieso|weshalb|welche|welcher|welches|welchen|welchem|wer|ob|wie viel|wie lange|wie oft|wie weit|"
+        "wie kann|wie lege|wie bekomme|gibt es|gibt's|gibts|ab wann|ab welche[mnrs]?|bis wann|seit wann|an wen|bei wem|mit wem|für wen",
     ]
 )
 # Relative pronouns: after a comma they start a relative clause, not a new question.
@@ -64,7 +66,7 @@ _WEAK = "what|how|co|jak|что|как|що|як|was|wie"
 _AUX_EN = r"(?:do|does|did|is|are|r|was|were|can|could|will|would|should|have|has)\s+"
 _VERB_FIRST_EN = (
     rf"{_AUX_EN}(?:you|u|i|we|they|it|the|this|that|"
-    r"there|my|your|he|she)\b"
+    r"there|my|your|he|she|anyone|anybody)\b"
 )
 # ... with a pronoun subject: without "?" or after a comma "was the best gift ever" and "did the trick" are statements
 _VERB_FIRST_EN_ASKS = rf"{_AUX_EN}(?:you|u|i|we|they|it|there|he|she)\b"
@@ -90,9 +92,12 @@ _ASKING = (
     r"zastanawiam si[ęe]|chcia(?:ł|l)(?:a|e)?bym (?:zapyta[ćc]|si[ęe] dowiedzie[ćc]|wiedzie[ćc])|chc[ęe] zapyta[ćc]|"
     r"ciekawi mnie|хотел(?:а|и)? (?:бы )?(?:уточнить|узнать|спросить)|хочу (?:уточнить|узнать|спросить)|интересует|"
     r"хоті(?:в|ла|ли) (?:би |б )?(?:уточнити|дізнатися|дізнатись|запитати|спитати)|хочу (?:уточнити|дізнатися|запитати|"
-    r"спитати)|цікавить|(?:(?:i'm|i am|i was|am|was|just) )?wondering|i'?d like to know|(?:i )?(?:want|wanted) to (?:ask|know|check)|"
+    r"спитати)|цікавить|цікаво(?=,?\s+(?:чи|коли|де|скільки)\b)|(?:(?:i'm|i am|i was|am|was|just) )?wondering|"
+    r"(?:(?:i'm|i am|just) )?curious(?=,?\s+(?:if|whether|when|where|which|how much|how many|how long)\b)|"
+    r"(?:i )?wonder(?=,?\s+(?:if|whether|when|where|which|how much|how many|how long)\b)|"  # _LEAD took "I" off
+    r"i'?d like to know|(?:i )?(?:want|wanted) to (?:ask|know|check)|"
     r"(?:ich )?(?:wollte|möchte|moechte|würde|wuerde) (?:gerne? )?(?:fragen|wissen)|(?:ich )?(?:hätte|haette) gerne? "
-    rf"gewusst|ich frage mich|{_ANYONE}"
+    rf"gewusst|ich frage mich|(?:würd|würde|wuerde) mich (?:mal |echt |schon )?interessieren|{_ANYONE}"
 )
 _W = r"(?![\w-])"  # "кто-то", "what-ever": not an interrogative
 _STRONG_RE = re.compile(rf"^(?:(?:{_STRONG}){_W}|{_VERB_FIRST})", re.IGNORECASE)

@@ -87,15 +87,16 @@ def test_questions_on_the_seed_set():
 
 
 def test_questions_on_the_third_seed_batch():
-    """seed_third.jsonl was written without sight of the extractor, after its rules were final: unseen text, like
-    questions_blind.jsonl. Measured when it came: recall 0.834 (231 of 277 labelled questions; English 0.745, where
-    questions without "?" open with "what time", "has anyone", "if I ...") and precision 0.852 (40 spans from
-    rhetorical questions and jabs the idioms do not know). A floor at that level, so a change to the rules that
-    costs unseen text fails here; raising it means mending the rules on this batch, which then stops being unseen."""
+    """seed_third.jsonl was written without sight of the extractor, after its rules were final. Unseen, it scored
+    recall 0.834 (231 of 277 labelled questions; English 0.745, where questions without "?" open with "what time",
+    "has anyone", "I wonder if") and precision 0.852 (40 spans from rhetorical questions and jabs the idioms do not
+    know). Six openings it showed missing were then added (COMMENT_SHAPES), taking it to 0.874 / 0.858 with the
+    other seed files, questions_blind.jsonl and the blind sets' extractions unchanged: since then it is development
+    data too, held at that level."""
     rows = read_jsonl(SEED.parent / "seed_third.jsonl")
     found, missed, extra = span_counts(rows)
     assert found + missed == 277
-    assert found / (found + missed) >= 0.83 and found / (found + extra) >= 0.85, (found, missed, extra)
+    assert found / (found + missed) >= 0.87 and found / (found + extra) >= 0.85, (found, missed, extra)
 
 
 def test_rhetorical_questions_written_blind():
@@ -174,6 +175,21 @@ STATEMENTS = [
 # How comments really open and punctuate questions: after an emoji instead of a full stop, after an @handle, after
 # "I was wondering" without "?", as the last clause after a comma, or announced ("Two things: ...").
 COMMENT_SHAPES = [
+    # openings the third seed batch showed missing (session 21): no "?", yet only a question opens so
+    ("what time does the Kraków shop open on saturdays", ["what time does the Kraków shop open on saturdays"]),
+    ("what's the difference between the two chargers", ["what's the difference between the two chargers"]),
+    ("where the f*** is my parcel, ordered 3 weeks ago", ["where the f*** is my parcel"]),
+    (
+        "has anybody managed to get a refund for a cancelled booking",
+        ["has anybody managed to get a refund for a cancelled booking"],
+    ),
+    (
+        "I wonder if the charger fits the older model, mine is from 2019",
+        ["I wonder if the charger fits the older model"],
+    ),
+    ("Würd mich mal interessieren, wann die neue Kollektion kommt", ["wann die neue Kollektion kommt"]),
+    ("цікаво коли буде знижка на чайники", ["цікаво коли буде знижка на чайники"]),
+    ("Ab welchem Betrag ist der Versand kostenlos", ["Ab welchem Betrag ist der Versand kostenlos"]),
     ("Świetna kurtka 😍 Czy będzie w zieleni?", ["Czy będzie w zieleni?"]),
     ("Супер сервіс 🙏 коли буде нова колекція?", ["коли буде нова колекція?"]),
     ("new drop looks amazing 🔥🔥 do you ship to Norway", ["do you ship to Norway"]),
@@ -274,6 +290,10 @@ COMMENT_SHAPES = [
 ]
 # A statement, a tag, a doubt or a jab stays no question, however it is punctuated.
 COMMENT_NON_QUESTIONS = [
+    "I wonder why I even bother.",  # "wonder" and "curious" lead only into if/whether/when/where/which/how much
+    "Curious why they even bother",
+    "цікаво чому ви такі повільні",
+    "What a time to be alive 😂",
     "Kupiłam dwie pary, nie wiem, czy zostawię obie",
     "yeah and everyone else is wrong, are they 🙄",
     "Не знаю, придет ли вообще",
