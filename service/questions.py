@@ -47,7 +47,8 @@ _STRONG = "|".join(
         # en
         r"(?:when|where|who|which)(?:\s+the\s+(?:hell|fuck|f\*+|heck)|\s+on earth)?\s+(?:is|are|was|were|will|would|do|does|did|can|could|should|shall|has|have|had)|why|whether|how much|how many|how long|how far|how do|how can|how does|how to|"
         "any chance|any idea|any update|is there|are there|"
-        r"what (?:time|day|date|size|grit|colou?r)\s+(?:is|are|does|do|did|will|can|should|would)|"
+        r"what (?:time|day|date|size|grit|colou?r)\s+(?:does|do|did|will|can|should|would)|"  # not "what time is it even"
+        r"(?:has|have|did) any(?:one|body) (?:else )?(?:tried|used|had|got|bought|managed|received|ordered|returned)|"
         r"what(?:'s| is) the (?:actual )?difference",
         # de
         "wann|wo|wohin|woher|warum|wieso|weshalb|welche|welcher|welches|welchen|welchem|wer|ob|wie viel|wie lange|wie oft|wie weit|"
@@ -66,7 +67,7 @@ _WEAK = "what|how|co|jak|что|как|що|як|was|wie"
 _AUX_EN = r"(?:do|does|did|is|are|r|was|were|can|could|will|would|should|have|has)\s+"
 _VERB_FIRST_EN = (
     rf"{_AUX_EN}(?:you|u|i|we|they|it|the|this|that|"
-    r"there|my|your|he|she|anyone|anybody)\b"
+    r"there|my|your|he|she)\b"
 )
 # ... with a pronoun subject: without "?" or after a comma "was the best gift ever" and "did the trick" are statements
 _VERB_FIRST_EN_ASKS = rf"{_AUX_EN}(?:you|u|i|we|they|it|there|he|she)\b"
