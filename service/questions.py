@@ -87,6 +87,8 @@ _QUESTION_ONLY = (
     rf"(?:czy|чи|ob|whether|any idea|any chance|подскажите|подскажи|підкажіть|підкажи|скажите|скажіть)(?![\w-])"
     rf"|{_WHAT_TO_DO}|{_VERB_FIRST_EN_ASKS}|{_LI}"
 )
+# "curious" and "wonder" lead into a question only before these ("I wonder why I even bother" asks nothing)
+_WONDER_ASKS = r"(?=,?\s+(?:if|whether|when|where|which|how much|how many|how long)\b)"
 # A clause that says a question follows ("Zastanawiam się, czy ...", "Хотела уточнить, ...", "wondering if ...",
 # "wollte fragen, ob ..."): the clause after it is asked, with or without "?".
 _ASKING = (
@@ -94,8 +96,7 @@ _ASKING = (
     r"ciekawi mnie|хотел(?:а|и)? (?:бы )?(?:уточнить|узнать|спросить)|хочу (?:уточнить|узнать|спросить)|интересует|"
     r"хоті(?:в|ла|ли) (?:би |б )?(?:уточнити|дізнатися|дізнатись|запитати|спитати)|хочу (?:уточнити|дізнатися|запитати|"
     r"спитати)|цікавить|цікаво(?=,?\s+(?:чи|коли|де|скільки)\b)|(?:(?:i'm|i am|i was|am|was|just) )?wondering|"
-    r"(?:(?:i'm|i am|just) )?curious(?=,?\s+(?:if|whether|when|where|which|how much|how many|how long)\b)|"
-    r"(?:i )?wonder(?=,?\s+(?:if|whether|when|where|which|how much|how many|how long)\b)|"  # _LEAD took "I" off
+    rf"(?:(?:i'm|i am|just) )?curious{_WONDER_ASKS}|(?:i )?wonder{_WONDER_ASKS}|"  # _LEAD took "I" off
     r"i'?d like to know|(?:i )?(?:want|wanted) to (?:ask|know|check)|"
     r"(?:ich )?(?:wollte|möchte|moechte|würde|wuerde) (?:gerne? )?(?:fragen|wissen)|(?:ich )?(?:hätte|haette) gerne? "
     rf"gewusst|ich frage mich|(?:würd|würde|wuerde) mich (?:mal |echt |schon )?interessieren|{_ANYONE}"
