@@ -27,6 +27,9 @@ SHAPES: dict[str, Callable[[int], str]] = {
     "reasons": lambda n: "czy" + " bo" * (n // 3),
     "greetings": lambda n: "hej, " * (n // 5) + "czy jest",
     "numbered": lambda n: "pytania: " + "1) czy a " * (n // 9),
+    "conditions": lambda n: "if i " + "do a " * (n // 5),
+    "whoever": lambda n: "кто " + "купил " * (n // 6) + ",",
+    "look-alikes": lambda n: "скiльки " * (n // 8),
 }
 
 

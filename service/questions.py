@@ -28,30 +28,35 @@ _WHAT_TO_DO = (
     r"що (?:мені )?(?:тепер )?робити|what (?:should|can) i do|what do i do|was (?:soll|kann|muss) ich (?:jetzt |nun )?"
     r"(?:tun|machen)"
 )
+# "what size does ...", "has anyone tried ...": no statement opens with them, so they ask wherever the clause stands
+_WHAT_ASKS = (
+    r"what (?:time|day|date|size|grit|colou?r)\s+(?:does|do|did|will|can|should|would)(?![\w-])|"  # not "what time is it"
+    r"(?:has|have|did) any(?:one|body) (?:else |actually |ever )?(?:tried|used|had|got|bought|managed|received|ordered|"
+    r"returned)(?![\w-])"
+)
 # Words that open a question whatever punctuation follows ("czy jest w rozmiarze M").
 _STRONG = "|".join(
     [
         _WHAT_TO_DO,
         # pl
         "czy|kiedy|gdzie|ile|jak długo|jak dlugo|jak mogę|jak moge|dlaczego|czemu|skąd|skad|dokąd|dokad|jakie|jaki|jaka|jakiego|jakim|jaką|kto|po co|na kiedy|"
-        "do kiedy|od kiedy|o której|o ktorej|da się|da sie|mogę|moge|możecie|mozecie|można|mozna|macie|jest szansa|"
+        "do kiedy|od kiedy|o której|o ktorej|do której|do ktorej|od której|od ktorej|jak często|jak czesto|da się|da sie|mogę|moge|możecie|mozecie|można|mozna|macie|jest szansa|"
         r"na jakim|w jakim|jak (?!nie |widac|widać|zwykle|zawsze)(?:\w+ )?(?!nic\b|ojciec|koniec|chlopiec|chłopiec|tysiac|"
         r"miesiac|zajac|pajac)\w+(?:ć|[aeiyu]c)(?![\w-])(?!\s*,)",  # "jak zrobić wymianę", "jak to wylaczyc"
         # ru
-        "когда|где|сколько|до скольки|во сколько|как долго|как мне|почему|зачем|куда|откуда|какой|какая|какое|какие|каком|какую|каких|можно ли|есть ли|будет ли|"
+        "когда|где|сколько|до скольки|во сколько|как долго|как часто|как мне|какого|почему|зачем|куда|откуда|какой|какая|какое|какие|каком|какую|каких|можно ли|есть ли|будет ли|"
         "будут ли|могу ли|можно|подскажите|скажите|кто|чей|чья|на каком|в каком|с какого|до какого|"
         r"как (?!ни |не )(?:\w+ )?\w{2,}(?:ить|ать|ять|еть|уть|ыть|оть|ти|чь)(?:ся)?(?![\w-])(?!\s*,)",  # "как подключить тариф"
         # uk
-        "чи|коли|де|скільки|до котрої|о котрій|як довго|як мені|чому|навіщо|куди|звідки|який|яка|яке|які|якого|якому|хто|можна|підкажіть|скажіть|"
+        "чи|коли|де|скільки|до котрої|о котрій|як довго|як часто|як мені|чому|навіщо|куди|звідки|який|яка|яке|які|якого|якому|хто|можна|підкажіть|скажіть|"
         r"на якому|в якому|у якому|з якого|до якого|як (?!ні |не )(?:(?:у|в|на|з|до|для|через|при) \w+ |\w+ )?(?!проти\b)\w{2,}(?:ти|тися)(?![\w-])(?!\s*,)",  # "як це зупинити"
         # en
         r"(?:when|where|who|which)(?:\s+the\s+(?:hell|fuck|f\*+|heck)|\s+on earth)?\s+(?:is|are|was|were|will|would|do|does|did|can|could|should|shall|has|have|had)|why|whether|how much|how many|how long|how far|how do|how can|how does|how to|"
-        "any chance|any idea|any update|is there|are there|"
-        r"what (?:time|day|date|size|grit|colou?r)\s+(?:does|do|did|will|can|should|would)|"  # not "what time is it even"
-        r"(?:has|have|did) any(?:one|body) (?:else )?(?:tried|used|had|got|bought|managed|received|ordered|returned)|"
+        "how often|any chance|any idea|any update|is there|are there|"
+        rf"{_WHAT_ASKS}|"
         r"what(?:'s| is) the (?:actual )?difference",
         # de
-        "wann|wo|wohin|woher|warum|wieso|weshalb|welche|welcher|welches|welchen|welchem|wer|ob|wie viel|wie lange|wie oft|wie weit|"
+        "wann|wo|wohin|woher|warum|wieso|weshalb|welche|welcher|welches|welchen|welchem|wer|ob|wie viel|wie lange|wie lang|wie oft|wie weit|"
         "wie kann|wie lege|wie bekomme|gibt es|gibt's|gibts|ab wann|ab welche[mnrs]?|bis wann|seit wann|an wen|bei wem|mit wem|für wen",
     ]
 )
@@ -85,17 +90,21 @@ _ANYONE = (
 # "when" or a German verb-first clause, none of them opens a statement ("Polecam ✅ gdzie indziej drożej").
 _QUESTION_ONLY = (
     rf"(?:czy|чи|ob|whether|any idea|any chance|подскажите|подскажи|підкажіть|підкажи|скажите|скажіть)(?![\w-])"
-    rf"|{_WHAT_TO_DO}|{_VERB_FIRST_EN_ASKS}|{_LI}"
+    rf"|{_WHAT_TO_DO}|{_WHAT_ASKS}|{_VERB_FIRST_EN_ASKS}|{_LI}"
 )
 # "curious" and "wonder" lead into a question only before these ("I wonder why I even bother" asks nothing)
-_WONDER_ASKS = r"(?=,?\s+(?:if|whether|when|where|which|how much|how many|how long)\b)"
+_WONDER_ASKS = r"(?=(?:,\s*|\s+)(?:if|whether|when|where|which|how much|how many|how long)\b)"
+# ... and "ciekawa jestem", "интересно" before these ("интересно, как вы это объясните" asks nothing)
+_CURIOUS_ASKS_PL = r"(?=(?:,\s*|\s+)(?:czy|kiedy|gdzie|ile|jak długo|jak dlugo|do kiedy|od kiedy)\b)"
+_CURIOUS_ASKS_RU = r"(?=(?:,\s*|\s+)(?:когда|где|сколько|можно ли|есть ли|будет ли|будут ли|\w+ ли)\b)"
 # A clause that says a question follows ("Zastanawiam się, czy ...", "Хотела уточнить, ...", "wondering if ...",
 # "wollte fragen, ob ..."): the clause after it is asked, with or without "?".
 _ASKING = (
     r"zastanawiam si[ęe]|chcia(?:ł|l)(?:a|e)?bym (?:zapyta[ćc]|si[ęe] dowiedzie[ćc]|wiedzie[ćc])|chc[ęe] zapyta[ćc]|"
-    r"ciekawi mnie|хотел(?:а|и)? (?:бы )?(?:уточнить|узнать|спросить)|хочу (?:уточнить|узнать|спросить)|интересует|"
+    rf"ciekawi mnie|(?:ciekaw[ay]? jestem|jestem ciekaw[ay]?){_CURIOUS_ASKS_PL}|интересно{_CURIOUS_ASKS_RU}|"
+    r"хотел(?:а|и)? (?:бы )?(?:уточнить|узнать|спросить)|хочу (?:уточнить|узнать|спросить)|интересует|"
     r"хоті(?:в|ла|ли) (?:би |б )?(?:уточнити|дізнатися|дізнатись|запитати|спитати)|хочу (?:уточнити|дізнатися|запитати|"
-    r"спитати)|цікавить|цікаво(?=,?\s+(?:чи|коли|де|скільки)\b)|(?:(?:i'm|i am|i was|am|was|just) )?wondering|"
+    r"спитати)|цікавить|цікаво(?=(?:,\s*|\s+)(?:чи|коли|де|скільки)\b)|(?:(?:i'm|i am|i was|am|was|just) )?wondering|"
     rf"(?:(?:i'm|i am|just) )?curious{_WONDER_ASKS}|(?:i )?wonder{_WONDER_ASKS}|"  # _LEAD took "I" off
     r"i'?d like to know|(?:i )?(?:want|wanted) to (?:ask|know|check)|"
     r"(?:ich )?(?:wollte|möchte|moechte|würde|wuerde) (?:gerne? )?(?:fragen|wissen)|(?:ich )?(?:hätte|haette) gerne? "
@@ -230,8 +239,10 @@ _AND = r"(?:and|und|i|oraz|a|и|а|і|й|та)"
 _NUMBERED = r"(?:\(?\d{1,2}[).]\s+|[•▪]\s*)"  # "Два вопроса: 1) до скольки ...? 2) можно ли ...?"
 _ENUM = rf"{_NUMBERED}?"
 _CUT = re.compile(
-    rf"((?:,\s*{_AND}\s+|(?<!\s)\s+{_AND}\s+)(?=(?:{_STRONG}|{_WEAK}){_W}|{_VERB_FIRST})"
+    rf"((?:,\s*{_AND}\s+|(?<!\s)\s+{_AND}\s+)(?!(?<=\bi\s){_VERB_FIRST_EN_ASKS})"  # not "If I were you"
+    rf"(?=(?:{_STRONG}|{_WEAK}){_W}|{_VERB_FIRST})"
     rf"|(?:,|\s[-–—]|:)\s*{_ENUM}(?!(?:{_RELATIVE}){_W})(?=(?:{_STRONG}){_W}|{_VERB_FIRST_EN_ASKS}|{_LI})"
+    rf"|,\s*(?:so|but)\s+(?={_VERB_FIRST_EN_ASKS})"  # "..., so could you tell me how to send it back"
     rf"|:\s*{_ENUM}(?=(?:{_WEAK}){_W})"
     rf"|(?<!\s)\s+\(?\d{{1,2}}\)\s+(?=(?:{_STRONG}|{_WEAK}){_W}|{_VERB_FIRST}))",  # "1) when do you open 2) do you"
     re.IGNORECASE,
@@ -241,6 +252,36 @@ _CUT = re.compile(
 _OR_NOT = re.compile(
     r"^[^,]*(?<!\byes)(?<!\btak)(?<!\bда)(?<!\bтак)(?<!\bja)\s(?:or not|czy nie|или нет|чи ні|oder nicht)\W*"
     r"(?:,\s*(?:bo|бо|потому что|because|cause|weil|denn)\s.*)?$",
+    re.IGNORECASE,
+)
+# "known issue or did i get a dodgy batch", "есть в наличии или только под заказ", "oddali kasę czy dalej czekasz": an
+# alternative with the verb before its subject, or one that narrows ("or only", "czy dalej"), asks without "?" too.
+_OR_ASKS = re.compile(
+    r"\s(?:or (?:(?:do|did) (?!it\b)|does |should |can |could |will |would |am |shall )(?:i|you|u|we|they|he|she|it)"
+    r"|or (?:is|are|was|were) (?:it|there|they|you|this|that)"
+    r"|(?:or|oder|czy|чи|или) (?:only|just|nur|tylko|только|тільки|лише|still|noch|dalej|nadal|ещё|еще|досі))(?![\w-])",
+    re.IGNORECASE,
+)
+# "If I cancel now do I get the rest back", "jeśli zamówię dziś to czy dojdzie na piątek": a condition, then the question.
+_IF_ASKS = re.compile(
+    r"^(?:if\s[^,?]*?\s(?:do|does|did|can|could|will|would|should|shall|is|are|am)\s+(?:i|you|u|we|they|it|he|she)\s"
+    r"|(?:jeśli|jesli|jeżeli|jezeli|jak|gdy)\s[^,?]*?\sto\s+czy\s"
+    r"|(?:якщо|як)\s[^,?]*?\sто\s+чи\s)",
+    re.IGNORECASE,
+)
+# "Where is my order?!" asks, for all its "?!" ("How hard is it to pack a bottle?!" does not)
+_WHERE_MINE = re.compile(
+    r"^(?:where(?:'s|\s+is|\s+are)|wo\s+(?:ist|sind|bleibt)|где|де|gdzie(?:\s+jest|\s+są|\s+sa)?)\s+(?:\w+\s+)?"
+    r"(?:my|mein\w*|мой|моя|мои|моё|мое|мій|моє|мої|moja|moje|mój|moj|moi)(?![\w-])",
+    re.IGNORECASE,
+)
+# "Кто покупает матрас за 80 тысяч, у того мозгов нет", "Wer günstiger sucht, schaut mal bei ...": a "whoever" clause
+# and its main clause, no question (but "Wer ist zuständig, der Kundendienst?" asks).
+_WHOEVER = re.compile(
+    r"^(?:kto|кто|хто|wer(?!\s+(?:ist|sind|war|hat|kann|macht|hilft|weiß|weiss|kennt|bekommt|zahlt|übernimmt|haftet|"
+    r"liefert)(?![\w-])))\s[^,?—–]*?(?:,|\s[—–-])\s*(?:у (?:того|тех|них|нього)|тот|те|того|тому|тем|той|тим|ті|"
+    r"ten|ci|tego|temu|tym|niech|zapraszam|polecam|der|dem|den|ist|hat|soll|sollte|muss|kann|braucht|schaut|"
+    r"bekommt|zahlt|wird)(?![\w-])",
     re.IGNORECASE,
 )
 # A question without "?" ends where a reason ("..., bo nie mogę znaleźć", "... а то на карте не указано") or a remark of
@@ -262,6 +303,7 @@ _TAIL = re.compile(
 # ... but not where the next words ask again ("..., od ilu dni wcześniej trzeba to zrobić")
 _ASKS_ON = re.compile(rf"(?:\S+\s+){{0,2}}(?:{_STRONG}|{_WEAK}|ilu){_W}", re.IGNORECASE)
 # "Czy A, czy B?", "Чи A, чи B?", "Ob A oder B?": the alternatives of one question
+_AND_SEP = re.compile(rf"^,?\s*{_AND}\s*$", re.IGNORECASE)  # a cut at "and", not at a comma or colon
 _EITHER = re.compile(r"^(?:czy|чи|ob|whether)(?![\w-])", re.IGNORECASE)
 _OR = re.compile(r"^(?:czy|чи|или|або|albo|oder|or)(?![\w-])", re.IGNORECASE)
 _ASKING_RE = re.compile(rf"^(?:{_ASKING})(?![\w-])", re.IGNORECASE)
@@ -370,15 +412,40 @@ def _unasked(clause: str) -> str:
     return clause[:end]
 
 
+# Ukrainian typed on a Russian keyboard ("скiльки", "вiдповiдь"), or a Latin letter slipped into a Cyrillic word: the
+# rules read each such word with its Cyrillic look-alikes, one letter for one, so every span maps back unchanged.
+_LOOKALIKE = str.maketrans("aceiopxyABCEHIKMOPTX\u00ef", "асеіорхуАВСЕНІКМОРТХї")
+_CYRILLIC = re.compile(r"[а-яёіїєґА-ЯЁІЇЄҐ]")
+
+
+def _cyrillic(text: str) -> str:
+    """``text`` with the Latin look-alikes inside Cyrillic words made Cyrillic; the same length, letter for letter."""
+    if not _CYRILLIC.search(text):
+        return text
+    return re.sub(r"\w++", lambda m: m[0].translate(_LOOKALIKE) if _CYRILLIC.search(m[0]) else m[0], text)
+
+
 def extract_questions(text: str) -> list[str]:
     """The questions of ``text`` in order, each an exact span of the text (trimmed)."""
+    read = _cyrillic(text)
+    if read == text:
+        return _extract(text)
+    spans, start = [], 0
+    for span in _extract(read):
+        at = read.index(span, start)
+        spans.append(text[at : at + len(span)])
+        start = at + len(span)
+    return spans
+
+
+def _extract(text: str) -> list[str]:
     found: list[str] = []
     for sentence in _sentences(text):
         sentence = sentence.strip()
         if not sentence or not any(ch.isalpha() for ch in sentence):
             continue
         marks = sentence.replace("❓", "?").replace("❔", "?")
-        rhetorical = "?!" in marks or "!?" in marks
+        rhetorical = ("?!" in marks or "!?" in marks) and not _WHERE_MINE.match(_body(sentence))
         asked = "?" in marks and not rhetorical
         exclaimed = marks.rstrip().endswith("!") and not asked
         if rhetorical or exclaimed:
@@ -406,12 +473,13 @@ def extract_questions(text: str) -> list[str]:
             mark = sep.strip()[:1]  # ":", a dash, or a number: "two things 1) when ... 2) do you ..."
             announced = not first_is_question and (
                 ((mark in (":", "-", "–", "—", "(") or mark.isdigit()) and bool(_ANNOUNCE.search(before)))
-                or bool(_ASKING_RE.match(before))  # "Хотела уточнить, вернутся ли деньги ..."
+                or bool(i and _ASKING_RE.match(f"{before}{sep}{body}"))  # "Хотела уточнить, вернутся ли деньги ..."
             )
             if i == 0 or announced:
                 joined = not last and any(ch.isalpha() for ch in clauses[i + 1][0])  # "What is it for and how ...?"
                 first_is_question = (
                     bool(_STRONG_RE.match(body) or _OR_NOT.search(body) or _ASKING_IF_RE.match(body))
+                    or bool(not asked and (_IF_ASKS.match(body) or _OR_ASKS.search(body)))
                     or (asked and last)
                     or bool(asked and (announced or joined) and _ANY_RE.match(body))
                 )
@@ -419,17 +487,19 @@ def extract_questions(text: str) -> list[str]:
             else:
                 # A later clause counts only inside a question ("Chuj wie, gdzie ..." is no question), or as the last
                 # clause that only a question opens: "mam 168 cm, czy wersja maxi nie będzie za długa", "ordered it
-                # last night, can i still change it"; not a tag ("..., are they 🙄")
+                # last night, can i still change it"; not a tag ("..., are they 🙄"). "Last" includes one that another
+                # question follows after "and" ("..., so could you tell me how to send it back and whether ...").
+                last = last or bool(_AND_SEP.match(clauses[i + 1][0]) and _STRONG_RE.match(_body(clauses[i + 1][1])))
                 is_question = (
                     (asked and last)
                     or bool((asked or first_is_question) and _ANY_RE.match(body))
                     or bool(
                         last
-                        and (_QUESTION_ONLY_RE.match(body) or _ASKS_HOW.match(body))
+                        and (_QUESTION_ONLY_RE.match(body) or _ASKS_HOW.match(body) or _OR_ASKS.search(body))
                         and len(body.split()) > 2
                         and not _DOUBT.search(before)
                     )
                 )
-            if is_question:
+            if is_question and not (not asked and _WHOEVER.match(body)):
                 found.append(clause if asked else _unasked(clause))
     return found

@@ -92,11 +92,12 @@ def test_questions_on_the_third_seed_batch():
     "has anyone", "I wonder if") and precision 0.852 (40 spans from rhetorical questions and jabs the idioms do not
     know). Eight openings it showed missing were then added (COMMENT_SHAPES), taking it to 0.870 / 0.858 with the
     other seed files, questions_blind.jsonl and the blind sets' extractions unchanged: since then it is development
-    data too, held at that level."""
+    data too. A second round (conditions, alternatives without "?", "how often", "whoever ..., that one ...", Latin
+    look-alikes in Ukrainian, "where is my ...?!") took it to 0.928 / 0.880 (257 found, 20 missed, 35 extra)."""
     rows = read_jsonl(SEED.parent / "seed_third.jsonl")
     found, missed, extra = span_counts(rows)
     assert found + missed == 277
-    assert found / (found + missed) >= 0.87 and found / (found + extra) >= 0.85, (found, missed, extra)
+    assert found / (found + missed) >= 0.92 and found / (found + extra) >= 0.88, (found, missed, extra)
 
 
 def test_rhetorical_questions_written_blind():
@@ -287,6 +288,37 @@ COMMENT_SHAPES = [
     ("Gibt es die 👖 Hose auch in 34?", ["Gibt es die 👖 Hose auch in 34?"]),
     ("Can I pay with 💳 Visa?", ["Can I pay with 💳 Visa?"]),
     ("Подскажите, придет ли заказ до пятницы", ["Подскажите, придет ли заказ до пятницы"]),
+    # a condition before the question; an alternative with its verb first or one that narrows; "how often"
+    (
+        "If I switch to the yearly plan now do I lose my current discount",
+        ["If I switch to the yearly plan now do I lose my current discount"],
+    ),
+    ("jeśli zamówię dziś to czy dojdzie przed weekendem", ["jeśli zamówię dziś to czy dojdzie przed weekendem"]),
+    ("charger included or do I have to buy it separately", ["charger included or do I have to buy it separately"]),
+    ("ten stolik jest na stanie czy tylko na zamówienie", ["ten stolik jest na stanie czy tylko na zamówienie"]),
+    ("доставка бесплатная или только от 3000", ["доставка бесплатная или только от 3000"]),
+    ("How often do I need to replace the filter", ["How often do I need to replace the filter"]),
+    ("Jak często trzeba czyścić ekspres", ["Jak często trzeba czyścić ekspres"]),
+    ("Как часто нужно менять фильтр", ["Как часто нужно менять фильтр"]),
+    ("Як часто треба міняти фільтр", ["Як часто треба міняти фільтр"]),
+    ("Wie lang dauert der Versand nach Wien", ["Wie lang dauert der Versand nach Wien"]),
+    ("Do której jest otwarty salon w sobotę", ["Do której jest otwarty salon w sobotę"]),
+    ("Какого числа придёт перерасчёт", ["Какого числа придёт перерасчёт"]),
+    # "curious" in Polish and Russian leads into the question after it; "what size does" asks after a remark too
+    ("Jestem ciekawa, kiedy będzie nowa kolekcja", ["kiedy będzie nowa kolekcja"]),
+    ("Интересно, будет ли скидка на зимние шины", ["будет ли скидка на зимние шины"]),
+    ("Love the colours 💛 what size does the medium fit", ["what size does the medium fit"]),
+    ("has anybody ever returned a sofa through you", ["has anybody ever returned a sofa through you"]),
+    # "?!" asks where it asks for what is mine; a question after ", so"; and joined to the next one
+    ("Where's my refund?! Two weeks now", ["Where's my refund?!"]),
+    ("Gdzie moja paczka?!", ["Gdzie moja paczka?!"]),
+    (
+        "The lid cracked on day one, so could you send a new one and when would it arrive",
+        ["could you send a new one", "when would it arrive"],
+    ),
+    # Ukrainian typed with a Latin "i": read as Cyrillic, returned as typed
+    ("скiльки коштує доставка до Львова", ["скiльки коштує доставка до Львова"]),
+    ("чохол пiдходить до старої моделi чи тiльки до нової", ["чохол пiдходить до старої моделi чи тiльки до нової"]),
 ]
 # A statement, a tag, a doubt or a jab stays no question, however it is punctuated.
 COMMENT_NON_QUESTIONS = [
@@ -335,6 +367,20 @@ COMMENT_NON_QUESTIONS = [
     "Як я люблю гуляти в цьому парку 😍",
     "Як завжди все проти нас",
     "Two things: what a mess, and what a joke.",
+    # a condition with no question in it, a fixed "or", "whoever ..., that one ...", "?!" about no possession
+    "If I were you I would ask for a refund",
+    "Sooner or later it breaks anyway",
+    "Prędzej czy później każdy się zepsuje",
+    "You can pay now or do it later in the app",
+    "Returned it in store or did it online, both fine",
+    "Кто опоздал, тот не успел",
+    "Хто рано встає, тому Бог дає",
+    "Kto pierwszy, ten lepszy",
+    "Wer das kauft, ist selbst schuld",
+    "Gdzie wasz szacunek do klienta?!",
+    "Интересно, как вы это объясните",
+    "Ciekawa jestem, co na to szef",
+    "She loved it, so did I",
 ]
 
 
