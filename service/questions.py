@@ -56,7 +56,7 @@ _STRONG = "|".join(
         rf"{_WHAT_ASKS}|"
         r"what(?:'s| is) the (?:actual )?difference",
         # de
-        "wann|wo|wohin|woher|warum|wieso|weshalb|welche|welcher|welches|welchen|welchem|wer|ob|wie viel|wie lange|wie lang|wie oft|wie weit|"
+        "was kostet|was kosten|wann|wo|wohin|woher|warum|wieso|weshalb|welche|welcher|welches|welchen|welchem|wer|ob|wie viel|wie lange|wie lang|wie oft|wie weit|"
         "wie kann|wie lege|wie bekomme|gibt es|gibt's|gibts|ab wann|ab welche[mnrs]?|bis wann|seit wann|an wen|bei wem|mit wem|für wen",
     ]
 )
@@ -69,18 +69,20 @@ _RELATIVE = (
 # or after "and" inside a question ("... i jak ją aktywować").
 _WEAK = "what|how|co|jak|что|как|що|як|was|wie"
 # Verb-first questions without "?": en auxiliaries, de finite verb + pronoun, ru/uk enclitics.
-_AUX_EN = r"(?:do|does|did|is|are|r|was|were|can|could|will|would|should|have|has)\s+"
+_AUX_EN = r"(?:do|does|did|is|are|r|am|was|were|can|could|will|would|should|have|has)\s+"
 _VERB_FIRST_EN = (
     rf"{_AUX_EN}(?:you|u|i|we|they|it|the|this|that|"
-    r"there|my|your|he|she)\b"
+    r"there|my|your|he|she|someone|somebody)\b"
 )
 # ... with a pronoun subject: without "?" or after a comma "was the best gift ever" and "did the trick" are statements
-_VERB_FIRST_EN_ASKS = rf"{_AUX_EN}(?:you|u|i|we|they|it|there|he|she)\b"
+_VERB_FIRST_EN_ASKS = rf"{_AUX_EN}(?:you|u|i|we|they|it|there|he|she|someone|somebody)\b"  # "can someone call me"
 _LI = r"[\w'’-]++\s+(?:ли|li)\b"  # "придёт ли", "есть ли": the Russian yes/no question
-_VERB_FIRST = (
-    rf"{_VERB_FIRST_EN}|(?:[a-zäöüß]+(?:t|st|en|nn|ss)|wird|soll|darf)\s+"
-    rf"(?:ihr|sie|es|das|man|du|ich|die|der)\b|{_LI}"
+# "Liefert ihr ...", "Kann man ...": a finite verb, then its subject (not a conjunction or an adverb: "wenn es", "zuerst das")
+_VERB_FIRST_DE = (
+    r"(?!(?:wenn|denn|dann|dass|fast|erst|zuerst|nicht|jetzt|seit|sonst|meist|damit|statt|selbst)\s)"
+    r"(?:[a-zäöüß]+(?:t|st|en|nn|ss)|wird|soll|darf)\s+(?:ihr|sie|es|das|man|du|ich|die|der)\b"
 )
+_VERB_FIRST = rf"{_VERB_FIRST_EN}|{_VERB_FIRST_DE}|{_LI}"
 # "Хтось знає, коли ...", "Does anyone know ...": asked of everyone, the brand included
 _ANYONE = (
     r"(?:хтось|хто-небудь|кто-нибудь|кто-то|ktoś|ktos|(?:does )?any(?:one|body)|(?:weiß|weiss|kennt) jemand) "
@@ -90,7 +92,7 @@ _ANYONE = (
 # "when" or a German verb-first clause, none of them opens a statement ("Polecam ✅ gdzie indziej drożej").
 _QUESTION_ONLY = (
     rf"(?:czy|чи|ob|whether|any idea|any chance|подскажите|подскажи|підкажіть|підкажи|скажите|скажіть)(?![\w-])"
-    rf"|{_WHAT_TO_DO}|{_WHAT_ASKS}|{_VERB_FIRST_EN_ASKS}|{_LI}"
+    rf"|{_WHAT_TO_DO}|{_WHAT_ASKS}|{_VERB_FIRST_EN_ASKS}|{_LI}|{_ANYONE}"
 )
 # "curious" and "wonder" lead into a question only before these ("I wonder why I even bother" asks nothing)
 _WONDER_ASKS = r"(?=(?:,\s*|\s+)(?:if|whether|when|where|which|how much|how many|how long)\b)"
@@ -108,12 +110,12 @@ _ASKING = (
     rf"(?:(?:i'm|i am|just) )?curious{_WONDER_ASKS}|(?:i )?wonder{_WONDER_ASKS}|"  # _LEAD took "I" off
     r"i'?d like to know|(?:i )?(?:want|wanted) to (?:ask|know|check)|"
     r"(?:ich )?(?:wollte|möchte|moechte|würde|wuerde) (?:gerne? )?(?:fragen|wissen)|(?:ich )?(?:hätte|haette) gerne? "
-    rf"gewusst|ich frage mich|(?:würd|würde|wuerde) mich (?:mal |echt |schon )?interessieren|{_ANYONE}"
+    rf"gewusst|ich frage mich|(?:(?:würd|würde|wuerde) mich|mich (?:würd|würde|wuerde)) (?:mal |echt |schon )?interessieren|{_ANYONE}"
 )
 _W = r"(?![\w-])"  # "кто-то", "what-ever": not an interrogative
 _STRONG_RE = re.compile(rf"^(?:(?:{_STRONG}){_W}|{_VERB_FIRST})", re.IGNORECASE)
 _ANY_RE = re.compile(rf"^(?:(?:{_STRONG}|{_WEAK}){_W}|{_VERB_FIRST})", re.IGNORECASE)
-_LEAD = re.compile(r"^(?:(?:a|i|oraz|and|also|so|und|aber|и|а|но|і|й|та)\s+)+", re.IGNORECASE)
+_LEAD = re.compile(r"^(?:(?:a|i|oraz|and|also|so|und|aber|и|а|но|і|й|та|anyway|btw)\s+)+", re.IGNORECASE)
 _GREETING = re.compile(
     r"^(?:hi|hello|hey|dear \w+|good (?:morning|afternoon|evening)|cześć|czesc|hej|halo|dzień dobry|dzien dobry|"
     r"dobry wieczór|dobry wieczor|witam|здравствуйте|здрасьте|привет|добрый день|добрый вечер|доброе утро|вітаю|привіт|"
@@ -176,8 +178,9 @@ _RHETORICAL_ANYWHERE = "|".join(
         r"захищаєте|хочете)|(?:serio|poważnie|powaznie) (?:myślisz|myslisz|myślicie|myslicie|uważasz|uwazasz)|"
         r"(?:do )?(?:you|u) seriously think|(?:glaubst du|glaubt ihr|glauben sie) (?:das )?(?:ernsthaft|wirklich)",
         # bait in spam: "Who wants to win a FREE ...?", "Кому нужна работа на дому?", "Szukasz pracy zdalnej?"
-        r"(?:who wants|who needs|kto chce|komu potrzebn\w*|кто хочет|кому нужн\w*|хто хоче|кому потрібн\w*|"
-        r"wer (?:will|möchte|braucht)) (?:\w+ ){0,4}(?:free|win|darmow\w*|wygra\w*|бесплатн\w*|выигра\w*|"
+        r"(?:who wants|who needs|(?:do )?(?:you )?want to|wanna|kto chce|chcesz|chcecie|komu potrzebn\w*|кто хочет|хочешь|"
+        r"хотите|кому нужн\w*|хто хоче|хочеш|хочете|кому потрібн\w*|wer (?:will|möchte|braucht)|willst du|wollt ihr) "
+        r"(?:\w+ ){0,4}(?:free|win|earn\w*|make money|verdien\w*|darmow\w*|wygra\w*|бесплатн\w*|выигра\w*|"
         r"безкоштовн\w*|вигра\w*|gratis|kostenlos\w*|gewinn\w*|zarabia\w*|заработ\w*|заробля\w*|(?:под)?работ\w* на дому|"
         r"роботу з дому|prac\w* zdaln\w*|von zuhause)|"
         r"(?:szukasz|szukacie|ищете|ищешь|шукаєте|шукаєш|looking for|suchst du|sucht ihr) (?:\w+ ){0,2}"
@@ -192,6 +195,7 @@ _RHETORICAL_ALONE = (
 )
 _RHETORICAL_AT_END = "|".join(
     [
+        r"or what|oder was|czy co|или что|или чё|чи що|"  # "Soll ich ... übernachten oder was?" ("... oder wie?" asks)
         r"are (?:you|u) (?:\w+ )?serious|(?:ты|вы|ти|ви) (?:это |це )?(?:серь[её]зно|серйозно)|(?:wy|ty) (?:tak )?(?:serio|poważnie)",
         r"what am i (?:even )?paying (?:you )?for|wofür (?:be)?zahle ich(?: eigentlich)?|за (?:что|що) (?:я )?(?:вам )?(?:плачу|платимо|платим)|"
         r"za co (?:ja )?(?:wam )?(?:płacę|place|płacimy|placimy)",
@@ -220,7 +224,8 @@ def is_rhetorical(clause: str) -> bool:
 
 
 # Sentences end at . ! ? … (not a decimal point) or a line break; ❓ and ❔ are question marks.
-_SENTENCE = re.compile(r"(?:[^.!?…\n❓❔]|(?<=\d)\.(?=\d))+(?:[.!?…❓❔]+|\n|$)")  # "£23.40" ends nothing
+_SENTENCE = re.compile(r"(?:[^.!?…\n❓❔]|(?<=\d)\.(?=\d)|(?<=\w)\.(?=[a-z0-9_]))+(?:[.!?…❓❔]+|\n|$)")  # "£23.40",
+# "@sarah.m" and "shop.pl" end nothing
 # Emoji (pictographs, dingbats, their modifiers and joiners; ❓❔❕❗ are punctuation): in comments they end sentences as
 # often as a full stop does ("Обожаю ваш клуб 💪💪 В новом тоже будет бассейн?").
 _EMOJI = "\U0001f000-\U0001faff\u2600-\u2752\u2756\u2758-\u27bf\u2b00-\u2bff\ufe0f\u200d"  # not ❓❔❕❗
@@ -241,7 +246,8 @@ _ENUM = rf"{_NUMBERED}?"
 _CUT = re.compile(
     rf"((?:,\s*{_AND}\s+|(?<!\s)\s+{_AND}\s+)(?!(?<=\bi\s){_VERB_FIRST_EN_ASKS})"  # not "If I were you"
     rf"(?=(?:{_STRONG}|{_WEAK}){_W}|{_VERB_FIRST})"
-    rf"|(?:,|\s[-–—]|:)\s*{_ENUM}(?!(?:{_RELATIVE}){_W})(?=(?:{_STRONG}){_W}|{_VERB_FIRST_EN_ASKS}|{_LI})"
+    rf"|(?:,|\s[-–—]|:)\s*{_ENUM}(?!(?:{_RELATIVE}){_W})(?=(?:{_STRONG}){_W}|{_VERB_FIRST_EN_ASKS}|{_LI}|{_ANYONE})"
+    rf"|,\s*(?={_VERB_FIRST_DE})"  # "liegt das an der Reparatur, kann man das fixen"
     rf"|,\s*(?:so|but)\s+(?={_VERB_FIRST_EN_ASKS})"  # "..., so could you tell me how to send it back"
     rf"|:\s*{_ENUM}(?=(?:{_WEAK}){_W})"
     rf"|(?<!\s)\s+\(?\d{{1,2}}\)\s+(?=(?:{_STRONG}|{_WEAK}){_W}|{_VERB_FIRST}))",  # "1) when do you open 2) do you"
@@ -259,9 +265,28 @@ _OR_NOT = re.compile(
 _OR_ASKS = re.compile(
     r"\s(?:or (?:(?:do|did) (?!it\b)|does |should |can |could |will |would |am |shall )(?:i|you|u|we|they|he|she|it)"
     r"|or (?:is|are|was|were) (?:it|there|they|you|this|that)"
-    r"|(?:or|oder|czy|чи|или) (?:only|just|nur|tylko|только|тільки|лише|still|noch|dalej|nadal|ещё|еще|досі))(?![\w-])",
+    r"|(?:or|oder|czy|чи|или) (?:only|just|nur|tylko|только|тільки|лише|still|noch|dalej|nadal|wciąż|ciągle|ещё|еще|"
+    r"до сих пор|досі|immer noch))(?![\w-])",
     re.IGNORECASE,
 )
+# "pieczecie na miejscu czy przywożą mrożone", "входить в абонемент чи треба доплачувати": in Polish and Ukrainian "czy"
+# and "чи" between two parts of a clause ask for a choice, "?" or not; not in a fixed phrase ("prędzej czy później", "раз
+# чи два", "czy raczej"), nor after a doubt ("nie wiem, czy", "не знаю, чи") or "whichever" ("wszystko jedno, czy").
+_CHOOSES = re.compile(
+    r"^(?!.*(?:nie wiem|nie jestem pewn|zobaczymy|zobaczę|sprawdzę|zapytam|niezależnie|bez względu|obojętnie|nieważne|"
+    r"wszystko jedno|bez różnicy|не знаю|не впевнен|побачимо|перевірю|спитаю|незалежно|байдуже|неважливо|все одно|"
+    r"без різниці)(?![\w-]))\S+\s+\S+.*?\s(?:czy|чи)\s+"
+    r"(?!(?:później|pozniej|inaczej|siak|dwa|trzy|mniej|więcej|wiecej|raczej|to|пізно|інакше|два|три|менше|більше|радше|"
+    r"то)(?![\w-]))\S+\s+\S",
+    re.IGNORECASE,
+)
+_CZY = re.compile(r"\s(?:czy|чи)\s", re.IGNORECASE)
+
+
+def _chooses(clause: str) -> bool:
+    return bool(_CZY.search(clause) and _CHOOSES.match(clause))  # the cheap test first: most clauses hold no "czy"
+
+
 # "If I cancel now do I get the rest back", "jeśli zamówię dziś to czy dojdzie na piątek": a condition, then the question.
 _IF_ASKS = re.compile(
     r"^(?:if\s[^,?]*?\s(?:do|does|did|can|could|will|would|should|shall|is|are|am)\s+(?:i|you|u|we|they|it|he|she)\s"
@@ -277,6 +302,8 @@ _WHERE_MINE = re.compile(
 )
 # "Кто покупает матрас за 80 тысяч, у того мозгов нет", "Wer günstiger sucht, schaut mal bei ...": a "whoever" clause
 # and its main clause, no question (but "Wer ist zuständig, der Kundendienst?" asks).
+# "So do I.", "Neither can we": agreement, no question
+_SO_DO_I = re.compile(r"^(?:so|neither|nor)\s+\w+\s+\w+\W*$", re.IGNORECASE)
 _WHOEVER = re.compile(
     r"^(?:kto|кто|хто|wer(?!\s+(?:ist|sind|war|hat|kann|macht|hilft|weiß|weiss|kennt|bekommt|zahlt|übernimmt|haftet|"
     r"liefert)(?![\w-])))\s[^,?—–]*?(?:,|\s[—–-])\s*(?:у (?:того|тех|них|нього)|тот|те|того|тому|тем|той|тим|ті|"
@@ -416,11 +443,12 @@ def _unasked(clause: str) -> str:
 # rules read each such word with its Cyrillic look-alikes, one letter for one, so every span maps back unchanged.
 _LOOKALIKE = str.maketrans("aceiopxyABCEHIKMOPTX\u00ef", "асеіорхуАВСЕНІКМОРТХї")
 _CYRILLIC = re.compile(r"[а-яёіїєґА-ЯЁІЇЄҐ]")
+_MIXED = re.compile(r"[а-яёіїєґА-ЯЁІЇЄҐ][aceiopxyABCEHIKMOPTXï]|[aceiopxyABCEHIKMOPTXï][а-яёіїєґА-ЯЁІЇЄҐ]")
 
 
 def _cyrillic(text: str) -> str:
     """``text`` with the Latin look-alikes inside Cyrillic words made Cyrillic; the same length, letter for letter."""
-    if not _CYRILLIC.search(text):
+    if not _MIXED.search(text):  # most comments: nothing to read otherwise
         return text
     return re.sub(r"\w++", lambda m: m[0].translate(_LOOKALIKE) if _CYRILLIC.search(m[0]) else m[0], text)
 
@@ -480,6 +508,14 @@ def _extract(text: str) -> list[str]:
                 first_is_question = (
                     bool(_STRONG_RE.match(body) or _OR_NOT.search(body) or _ASKING_IF_RE.match(body))
                     or bool(not asked and (_IF_ASKS.match(body) or _OR_ASKS.search(body)))
+                    or bool(not asked and last and _chooses(body))
+                    # "was kostet ein Akkutausch und wie lange dauert das": joined to a question, the first one asks
+                    or bool(
+                        joined
+                        and _AND_SEP.match(clauses[i + 1][0])
+                        and _ANY_RE.match(body)
+                        and _STRONG_RE.match(_body(clauses[i + 1][1]))
+                    )
                     or (asked and last)
                     or bool(asked and (announced or joined) and _ANY_RE.match(body))
                 )
@@ -495,11 +531,16 @@ def _extract(text: str) -> list[str]:
                     or bool((asked or first_is_question) and _ANY_RE.match(body))
                     or bool(
                         last
-                        and (_QUESTION_ONLY_RE.match(body) or _ASKS_HOW.match(body) or _OR_ASKS.search(body))
+                        and (
+                            _QUESTION_ONLY_RE.match(body)
+                            or _ASKS_HOW.match(body)
+                            or _OR_ASKS.search(body)
+                            or (not asked and _chooses(body))
+                        )
                         and len(body.split()) > 2
                         and not _DOUBT.search(before)
                     )
                 )
-            if is_question and not (not asked and _WHOEVER.match(body)):
+            if is_question and not (not asked and (_WHOEVER.match(body) or _SO_DO_I.match(_unaddressed(clause)))):
                 found.append(clause if asked else _unasked(clause))
     return found

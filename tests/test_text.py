@@ -93,11 +93,12 @@ def test_questions_on_the_third_seed_batch():
     know). Eight openings it showed missing were then added (COMMENT_SHAPES), taking it to 0.870 / 0.858 with the
     other seed files, questions_blind.jsonl and the blind sets' extractions unchanged: since then it is development
     data too. A second round (conditions, alternatives without "?", "how often", "whoever ..., that one ...", Latin
-    look-alikes in Ukrainian, "where is my ...?!") took it to 0.928 / 0.880 (257 found, 20 missed, 35 extra)."""
+    look-alikes in Ukrainian, "where is my ...?!") took it to 0.928 / 0.880 (257 found, 20 missed, 35 extra), and the
+    round mended on questions_fresh.jsonl to 0.935 / 0.890."""
     rows = read_jsonl(SEED.parent / "seed_third.jsonl")
     found, missed, extra = span_counts(rows)
     assert found + missed == 277
-    assert found / (found + missed) >= 0.92 and found / (found + extra) >= 0.88, (found, missed, extra)
+    assert found / (found + missed) >= 0.93 and found / (found + extra) >= 0.89, (found, missed, extra)
 
 
 def test_rhetorical_questions_written_blind():
@@ -121,10 +122,34 @@ def test_rhetorical_questions_written_blind():
     assert sum(by_lang.values()) <= 80, by_lang
 
 
+def test_questions_written_later_without_sight_of_the_rules():
+    """250 comments (tests/questions_fresh.jsonl, 50 per language: 22 genuine, 8 mixed, 10 rhetorical, 10 without a
+    question), written by five writers who saw neither the extractor nor any other data, after its rules had been
+    mended on the seed folder. Read unseen: recall 0.812 and precision 0.800 of the questions of its genuine and
+    mixed rows (0.837 / 0.805 after the second round mended on seed_third.jsonl); then mended on it too (conditions,
+    choices with "czy" / "чи", "anyone know" after a filler, "or what?" tags, bait offering earnings): 0.916 / 0.826,
+    37 spans on its rhetorical and question-free rows (41 before)."""
+    rows = read_jsonl(Path(__file__).parent / "questions_fresh.jsonl")
+    assert len(rows) == 250 and {r["lang"] for r in rows} == {"pl", "ru", "uk", "en", "de"}
+    for lang in ("pl", "ru", "uk", "en", "de"):
+        kinds = [r["kind"] for r in rows if r["lang"] == lang]
+        assert {k: kinds.count(k) for k in set(kinds)} == {"genuine": 22, "mixed": 8, "rhetorical": 10, "none": 10}
+    for r in rows:
+        assert bool(r["questions"]) == (r["kind"] in ("genuine", "mixed")), r["id"]
+        at = 0
+        for q in r["questions"]:
+            at = r["text"].index(q, at) + len(q)  # each an exact span, in the order asked
+    found, missed, extra = span_counts([r for r in rows if r["questions"]])
+    assert found + missed == 202
+    assert found / (found + missed) >= 0.91 and found / (found + extra) >= 0.82, (found, missed, extra)
+    assert span_counts([r for r in rows if not r["questions"]])[2] <= 37
+
+
 def test_no_labelled_question_is_taken_for_rhetorical():
-    """Every question labelled genuine, in the seed folder and the blind set, passes the rhetorical filter."""
+    """Every question labelled genuine, in the seed folder and the blind sets, passes the rhetorical filter."""
     rows = [row for path in sorted(SEED.parent.glob("*.jsonl")) for row in read_jsonl(path)]
     rows += read_jsonl(Path(__file__).parent / "questions_blind.jsonl")
+    rows += read_jsonl(Path(__file__).parent / "questions_fresh.jsonl")
     labelled = [q for row in rows for q in row["questions"]]
     assert len(labelled) > 400
     assert [q for q in labelled if is_rhetorical(q)] == []
@@ -316,6 +341,24 @@ COMMENT_SHAPES = [
         "The lid cracked on day one, so could you send a new one and when would it arrive",
         ["could you send a new one", "when would it arrive"],
     ),
+    # "mich würde interessieren", "was kostet", "can someone", "am I", German verb-first after a comma, "anyone know"
+    # after a filler, a handle with a dot, and a choice with "czy" / "чи" between two parts of a clause
+    ("Mich würde interessieren, ob ihr auch sonntags liefert", ["ob ihr auch sonntags liefert"]),
+    ("was kostet der Reifenwechsel und wie lange dauert er", ["was kostet der Reifenwechsel", "wie lange dauert er"]),
+    ("The box arrived crushed, can someone check my order", ["can someone check my order"]),
+    ("my train got cancelled, am I owed a refund", ["am I owed a refund"]),
+    (
+        "Drucker getauscht, seitdem druckt er nicht. liegt das am Treiber, muss ich ihn neu installieren",
+        ["liegt das am Treiber", "muss ich ihn neu installieren"],
+    ),
+    ("@anna.k did they refund you in the end", ["did they refund you in the end"]),
+    (
+        "anyway does anyone know if the gym opens on Easter Monday",
+        ["anyway does anyone know if the gym opens on Easter Monday"],
+    ),
+    ("abonament obejmuje basen czy trzeba dopłacać", ["abonament obejmuje basen czy trzeba dopłacać"]),
+    ("кава входить у підписку чи треба доплачувати", ["кава входить у підписку чи треба доплачувати"]),
+    ("вам вернули деньги или до сих пор ждёте", ["вам вернули деньги или до сих пор ждёте"]),
     # Ukrainian typed with a Latin "i": read as Cyrillic, returned as typed
     ("скiльки коштує доставка до Львова", ["скiльки коштує доставка до Львова"]),
     ("чохол пiдходить до старої моделi чи тiльки до нової", ["чохол пiдходить до старої моделi чи тiльки до нової"]),
@@ -381,6 +424,18 @@ COMMENT_NON_QUESTIONS = [
     "Интересно, как вы это объясните",
     "Ciekawa jestem, co na to szef",
     "She loved it, so did I",
+    "So do I.",
+    "Neither can we.",
+    "Wenn es geht, bitte schnell liefern",
+    "Zuerst das Geld zurück, dann reden wir",
+    "Nie wiem czy wrócę do was",
+    "Kupiłam czy raczej dostałam w prezencie",
+    "Ходжу раз чи два на тиждень",
+    # a rhetorical "or what?" tag, and bait that offers earnings
+    "Macht ihr alle Urlaub oder was?",
+    "Zapomnieliście o nas czy co?",
+    "Are you all on holiday or what?",
+    "Want to earn 200 a day from your sofa? DM me",
 ]
 
 
