@@ -10,11 +10,14 @@ that only a question opens ("..., czy mogę to wymienić", "..., can i still cha
 modal, an infinitive or the verb after it ("..., gdzie mogę dopisać NIP", "..., wann kommt das Paket") is one without
 "?" too; without "?", a question ends where a reason or a remark follows it ("чи є доставка в Житомир, бо ..."). In a
 sentence that ends in "?", a run of emoji after a remark starts the question ("Ta kurtka to sztos 😍 będzie w XS?");
-"Czy A, czy B?" is one question.
+"Czy A, czy B?" is one question. Without "?" a condition before a question ("If I cancel now do I get ...",
+"jeśli ... to czy ..."), an alternative with its verb first or one that narrows ("... or did I get a bad batch", "...
+или только под заказ") and, in Polish and Ukrainian, "czy" / "чи" between two parts of a clause ask too; "Where is
+my order?!" asks for all its "?!". Latin look-alikes inside Cyrillic words ("скiльки") are read as Cyrillic.
 A clause that holds a rhetorical idiom of its language ("are you kidding me", "co wy tam robicie", "сколько
 можно?", "ви там що, поснули", "geht's noch") or spam bait ("Who wants to win a FREE phone?") is no question,
-unless it asks for a choice. Handles and greetings that open a question, emoji at its ends and a closing full
-stop are trimmed.
+unless it asks for a choice; nor is "whoever ..., that one ..." ("Кто опоздал, тот ..."), an "or what?" tag or
+"So do I". Handles and greetings that open a question, emoji at its ends and a closing full stop are trimmed.
 """
 
 from __future__ import annotations

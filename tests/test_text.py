@@ -126,8 +126,8 @@ def test_questions_written_later_without_sight_of_the_rules():
     """250 comments (tests/questions_fresh.jsonl, 50 per language: 22 genuine, 8 mixed, 10 rhetorical, 10 without a
     question), written by five writers who saw neither the extractor nor any other data, after its rules had been
     mended on the seed folder. Read unseen: recall 0.812 and precision 0.800 of the questions of its genuine and
-    mixed rows (0.837 / 0.805 after the second round mended on seed_third.jsonl); then mended on it too (conditions,
-    choices with "czy" / "чи", "anyone know" after a filler, "or what?" tags, bait offering earnings): 0.916 / 0.826,
+    mixed rows (0.837 / 0.805 after the second round mended on seed_third.jsonl); then mended on it too (choices
+    with "czy" / "чи", "anyone know" after a filler, "or what?" tags, bait offering earnings): 0.916 / 0.826,
     37 spans on its rhetorical and question-free rows (41 before)."""
     rows = read_jsonl(Path(__file__).parent / "questions_fresh.jsonl")
     assert len(rows) == 250 and {r["lang"] for r in rows} == {"pl", "ru", "uk", "en", "de"}
