@@ -30,7 +30,6 @@ SHAPES: dict[str, Callable[[int], str]] = {
     "conditions": lambda n: "if i " + "do a " * (n // 5),
     "whoever": lambda n: "кто " + "купил " * (n // 6) + ",",
     "look-alikes": lambda n: "скiльки " * (n // 8),
-    "choices": lambda n: "a b " + "czy " * (n // 4),
     "dotted words": lambda n: "a.b" * (n // 3),
 }
 
