@@ -35,7 +35,8 @@ _WHAT_TO_DO = (
 # "what size does ...", "has anyone tried ...": no statement opens with them, so they ask wherever the clause stands
 _WHAT_ASKS = (
     r"what (?:time|day|date|size|grit|colou?r)\s+(?:does|do|did|will|can|should|would)(?![\w-])|"  # not "what time is it"
-    r"(?:has|have|did) any(?:one|body) (?:else |actually |ever )?(?:tried|used|had|got|bought|managed|received|ordered|"
+    r"(?:has|have|did) any(?:one|body) (?:else |actually |ever )?(?!(?:had|got) (?:an? )?(?:worse|better))"
+    r"(?:tried|used|had|got|bought|managed|received|ordered|"
     r"returned)(?![\w-])"
 )
 # Words that open a question whatever punctuation follows ("czy jest w rozmiarze M").
@@ -44,23 +45,23 @@ _STRONG = "|".join(
         _WHAT_TO_DO,
         # pl
         "czy|kiedy|gdzie|ile|jak długo|jak dlugo|jak mogę|jak moge|dlaczego|czemu|skąd|skad|dokąd|dokad|jakie|jaki|jaka|jakiego|jakim|jaką|kto|po co|na kiedy|"
-        "do kiedy|od kiedy|o której|o ktorej|do której|do ktorej|od której|od ktorej|jak często|jak czesto|da się|da sie|mogę|moge|możecie|mozecie|można|mozna|macie|jest szansa|"
+        "do kiedy|od kiedy|o której|o ktorej|do której|do ktorej|od której(?! strony)|od ktorej(?! strony)|jak często(?! (?:bywa|tu bywam))|jak czesto(?! bywa)|da się|da sie|mogę|moge|możecie|mozecie|można|mozna|macie|jest szansa|"
         r"na jakim|w jakim|jak (?!nie |widac|widać|zwykle|zawsze)(?:\w+ )?(?!nic\b|ojciec|koniec|chlopiec|chłopiec|tysiac|"
         r"miesiac|zajac|pajac)\w+(?:ć|[aeiyu]c)(?![\w-])(?!\s*,)",  # "jak zrobić wymianę", "jak to wylaczyc"
         # ru
-        "когда|где|сколько|до скольки|во сколько|как долго|как часто|как мне|какого|почему|зачем|куда|откуда|какой|какая|какое|какие|каком|какую|каких|можно ли|есть ли|будет ли|"
+        r"когда|где|сколько|до скольки|во сколько|как долго|как часто(?! бывает)|как мне|какого(?! же| было|\s+\w+\s+ни\b)|почему|зачем|куда|откуда|какой|какая|какое|какие|каком|какую|каких|можно ли|есть ли|будет ли|"
         "будут ли|могу ли|можно|подскажите|скажите|кто|чей|чья|на каком|в каком|с какого|до какого|"
         r"как (?!ни |не )(?:\w+ )?\w{2,}(?:ить|ать|ять|еть|уть|ыть|оть|ти|чь)(?:ся)?(?![\w-])(?!\s*,)",  # "как подключить тариф"
         # uk
-        "чи|коли|де|скільки|до котрої|о котрій|як довго|як часто|як мені|чому|навіщо|куди|звідки|який|яка|яке|які|якого|якому|хто|можна|підкажіть|скажіть|"
+        "чи|коли|де|скільки|до котрої|о котрій|як довго|як часто(?! буває)|як мені|чому|навіщо|куди|звідки|який|яка|яке|які|якого|якому|хто|можна|підкажіть|скажіть|"
         r"на якому|в якому|у якому|з якого|до якого|як (?!ні |не )(?:(?:у|в|на|з|до|для|через|при) \w+ |\w+ )?(?!проти\b)\w{2,}(?:ти|тися)(?![\w-])(?!\s*,)",  # "як це зупинити"
         # en
         r"(?:when|where|who|which)(?:\s+the\s+(?:hell|fuck|f\*+|heck)|\s+on earth)?\s+(?:is|are|was|were|will|would|do|does|did|can|could|should|shall|has|have|had)|why|whether|how much|how many|how long|how far|how do|how can|how does|how to|"
-        "how often|any chance|any idea|any update|is there|are there|"
+        r"how often(?= (?:do|does|did|should|can|could|will|would|is|are|must|have|has)\b)|any chance|any idea|any update|is there|are there|"
         rf"{_WHAT_ASKS}|"
         r"what(?:'s| is) the (?:actual )?difference",
         # de
-        "was kostet|was kosten|wann|wo|wohin|woher|warum|wieso|weshalb|welche|welcher|welches|welchen|welchem|wer|ob|wie viel|wie lange|wie lang|wie oft|wie weit|"
+        r"was kostet(?! schon| die welt)|was kosten|wann|wo|wohin|woher|warum|wieso|weshalb|welche|welcher|welches|welchen|welchem|wer|ob|wie viel|wie lange|wie lang(?= (?:dauert|braucht|brauchen|ist|sind|hält|halten|geht|gilt|läuft|muss|kann|wird|bleibt|hat)\b)|wie oft|wie weit|"
         "wie kann|wie lege|wie bekomme|gibt es|gibt's|gibts|ab wann|ab welche[mnrs]?|bis wann|seit wann|an wen|bei wem|mit wem|für wen",
     ]
 )
@@ -89,10 +90,17 @@ _VERB_FIRST_DE = (
     r"(?:[a-zäöüß]+(?:t|st|en|nn|ss)|wird|soll|darf)\s+(?:ihr|sie|es|das|man|du|ich|die|der)\b"
 )
 _VERB_FIRST = rf"{_VERB_FIRST_EN}|{_VERB_FIRST_DE}|{_LI}"
+# ... after a comma only the common ones ("..., inzwischen das dritte Mal" and "..., sodass ich" go on the sentence)
+_VERB_FIRST_DE_COMMON = (
+    r"(?:kann|könnt|können|muss|müsst|müssen|soll|sollt|sollen|darf|dürft|dürfen|will|wollt|wollen|wird|werden|gibt|"
+    r"habt|hat|haben|ist|sind|seid|geht|kommt|liefert|liefern|bekomme|bekommt|bekommen|brauche|brauch|braucht|"
+    r"funktioniert|klappt|passt|gilt|kostet|dauert|nimmt|nehmt|macht|machen)\s+(?:ihr|sie|es|das|man|du|ich)\b"
+)
 # "Хтось знає, коли ...", "Does anyone know ...": asked of everyone, the brand included
 _ANYONE = (
     r"(?:хтось|хто-небудь|кто-нибудь|кто-то|ktoś|ktos|(?:does )?any(?:one|body)|(?:weiß|weiss|kennt) jemand) "
-    r"(?:знає|знает|wie|knows?|kennt|in der nähe)"
+    r"(?:знає|знает|wie|knows?|kennt|in der nähe)(?!,?\s+(?:co robi|толк|что делает|що робить|what (?:they|he|she)(?:'re|'s| are| is) doing|"
+    r"(?:what|co to (?:jest|znaczy)|что такое|що таке|was) (?:customer service|obsługa klienta|сервис|сервіс|kundenservice)))"
 )
 # Openings that only a question has, with or without "?" and wherever the clause stands: unlike "gdzie", "где",
 # "when" or a German verb-first clause, none of them opens a statement ("Polecam ✅ gdzie indziej drożej").
@@ -103,16 +111,18 @@ _QUESTION_ONLY = (
 # "curious" and "wonder" lead into a question only before these ("I wonder why I even bother" asks nothing)
 _WONDER_ASKS = r"(?=(?:,\s*|\s+)(?:if|whether|when|where|which|how much|how many|how long)\b)"
 # ... and "ciekawa jestem", "интересно" before these ("интересно, как вы это объясните" asks nothing)
-_CURIOUS_ASKS_PL = r"(?=(?:,\s*|\s+)(?:czy|kiedy|gdzie|ile|jak długo|jak dlugo|do kiedy|od kiedy)\b)"
-_CURIOUS_ASKS_RU = r"(?=(?:,\s*|\s+)(?:когда|где|сколько|можно ли|есть ли|будет ли|будут ли|\w+ ли)\b)"
+_CURIOUS_ASKS_PL = r"(?=(?:,\s*|\s+)(?:czy|kiedy|gdzie|ile(?! jeszcze)|jak długo|jak dlugo|do kiedy|od kiedy)\b)"
+_CURIOUS_ASKS_RU = (
+    r"(?=(?:,\s*|\s+)(?:когда(?! (?:вы|ты) уже)|где|сколько(?! ещё| еще)|можно ли|есть ли|будет ли|будут ли|\w+ ли)\b)"
+)
 # A clause that says a question follows ("Zastanawiam się, czy ...", "Хотела уточнить, ...", "wondering if ...",
 # "wollte fragen, ob ..."): the clause after it is asked, with or without "?".
 _ASKING = (
     r"zastanawiam si[ęe]|chcia(?:ł|l)(?:a|e)?bym (?:zapyta[ćc]|si[ęe] dowiedzie[ćc]|wiedzie[ćc])|chc[ęe] zapyta[ćc]|"
-    rf"ciekawi mnie|(?:ciekaw[ay]? jestem|jestem ciekaw[ay]?){_CURIOUS_ASKS_PL}|интересно{_CURIOUS_ASKS_RU}|"
+    rf"ciekawi mnie|(?:ciekaw[ay]? jestem|jestem ciekaw[ay]?|ciekawe){_CURIOUS_ASKS_PL}|интересно{_CURIOUS_ASKS_RU}|"
     r"хотел(?:а|и)? (?:бы )?(?:уточнить|узнать|спросить)|хочу (?:уточнить|узнать|спросить)|интересует|"
     r"хоті(?:в|ла|ли) (?:би |б )?(?:уточнити|дізнатися|дізнатись|запитати|спитати)|хочу (?:уточнити|дізнатися|запитати|"
-    r"спитати)|цікавить|цікаво(?=(?:,\s*|\s+)(?:чи|коли|де|скільки)\b)|(?:(?:i'm|i am|i was|am|was|just) )?wondering|"
+    r"спитати)|цікавить|цікаво(?=(?:,\s*|\s+)(?:чи|коли|де|скільки(?! ще))\b)|(?:(?:i'm|i am|i was|am|was|just) )?wondering|"
     rf"(?:(?:i'm|i am|just) )?curious{_WONDER_ASKS}|(?:i )?wonder{_WONDER_ASKS}|"  # _LEAD took "I" off
     r"i'?d like to know|(?:i )?(?:want|wanted) to (?:ask|know|check)|"
     r"(?:ich )?(?:wollte|möchte|moechte|würde|wuerde) (?:gerne? )?(?:fragen|wissen)|(?:ich )?(?:hätte|haette) gerne? "
@@ -182,10 +192,13 @@ _RHETORICAL_ANYWHERE = "|".join(
         r"czego (?:się |sie )?(?:spodziewa\w*|oczekiwa\w*)|was (?:hast du|habt ihr|haben sie) (?:denn )?erwartet|"
         r"(?:(?:вы|ты|ви|ти) )?(?:серь[её]зно|серйозно) (?:думаете|думаешь|думаєте|думаєш|считаете|вважаєте|защищаете|"
         r"захищаєте|хочете)|(?:serio|poważnie|powaznie) (?:myślisz|myslisz|myślicie|myslicie|uważasz|uwazasz)|"
-        r"(?:do )?(?:you|u) seriously think|(?:glaubst du|glaubt ihr|glauben sie) (?:das )?(?:ernsthaft|wirklich)",
+        r"(?:do )?(?:you|u) (?:seriously|really|honestly) (?:think|expect|believe)|am i (?:even )?(?:surprised|glad|happy|lucky)|"
+        r"how (?:this|that|it) is (?:acceptable|ok|okay|normal|legal)|чи варто взагалі|czy w ogóle warto|стоит ли вообще|"
+        r"is it even worth|"
+        r"(?:glaubst du|glaubt ihr|glauben sie) (?:das )?(?:ernsthaft|wirklich)",
         # bait in spam: "Who wants to win a FREE ...?", "Кому нужна работа на дому?", "Szukasz pracy zdalnej?"
-        r"(?:who wants|who needs|(?:do )?(?:you )?want to|wanna|kto chce|chcesz|chcecie|komu potrzebn\w*|кто хочет|хочешь|"
-        r"хотите|кому нужн\w*|хто хоче|хочеш|хочете|кому потрібн\w*|wer (?:will|möchte|braucht)|willst du|wollt ihr) "
+        r"(?:who wants|who needs|kto chce|komu potrzebn\w*|кто хочет|кому нужн\w*|хто хоче|кому потрібн\w*|"
+        r"wer (?:will|möchte|braucht)) "
         r"(?:\w+ ){0,4}(?:free|win|earn\w*|make money|verdien\w*|darmow\w*|wygra\w*|бесплатн\w*|выигра\w*|"
         r"безкоштовн\w*|вигра\w*|gratis|kostenlos\w*|gewinn\w*|zarabia\w*|заработ\w*|заробля\w*|(?:под)?работ\w* на дому|"
         r"роботу з дому|prac\w* zdaln\w*|von zuhause)|"
@@ -194,6 +207,12 @@ _RHETORICAL_ANYWHERE = "|".join(
         r"work from home|nebenjob|heimarbeit)",
     ]
 )
+# Bait that opens the clause ("Want to earn 500 a day?", "Chcesz zarabiać z telefonu?"; not "What's the minimum spend if I
+# want to get free delivery?")
+_BAIT_OPENS = (
+    r"(?:(?:do )?(?:you )?want to|wanna|chcesz|chcecie|хочешь|хотите|хочеш|хочете|willst du|wollt ihr) (?:\w+ ){0,4}"
+    r"(?:earn\w*|make money|verdien\w*|zarabia\w*|заработ\w*|заробля\w*|заробит\w*)"
+)
 # The whole clause: "Seriously?", "Серьёзно?!" (but "Это правда?" asks)
 _RHETORICAL_ALONE = (
     r"(?:seriously|srsly|really|for real|wtf|serio|poważnie|powaznie|naprawdę|naprawde|серь[её]зно|реально|правда|"
@@ -201,7 +220,6 @@ _RHETORICAL_ALONE = (
 )
 _RHETORICAL_AT_END = "|".join(
     [
-        r"or what|oder was|czy co|или что|или чё|чи що|"  # "Soll ich ... übernachten oder was?" ("... oder wie?" asks)
         r"are (?:you|u) (?:\w+ )?serious|(?:ты|вы|ти|ви) (?:это |це )?(?:серь[её]зно|серйозно)|(?:wy|ty) (?:tak )?(?:serio|poważnie)",
         r"what am i (?:even )?paying (?:you )?for|wofür (?:be)?zahle ich(?: eigentlich)?|за (?:что|що) (?:я )?(?:вам )?(?:плачу|платимо|платим)|"
         r"za co (?:ja )?(?:wam )?(?:płacę|place|płacimy|placimy)",
@@ -219,19 +237,29 @@ _CHOICE = re.compile(
 )
 _RHETORICAL = re.compile(
     rf"(?<![\w-])(?:{_RHETORICAL_ANYWHERE})(?![\w-])|(?:^|(?<=\s))(?:{_RHETORICAL_AT_END})[\s?!.…]*$"
-    rf"|^(?:{_RHETORICAL_ALONE})[\s?!.…]*$",
+    rf"|^(?:{_RHETORICAL_ALONE})[\s?!.…]*$|^(?:{_BAIT_OPENS})",
+    re.IGNORECASE,
+)
+
+
+# "Pennt ihr da alle oder was?": an "or what?" tag, unless the writer asks what to do ("Muss ich neu starten oder was?")
+_OR_WHAT = re.compile(r"(?:^|(?<=\s))(?:or what|oder was|czy co|или что|или чё|чи що)[\s?!.…]*$", re.IGNORECASE)
+_ASKS_ADVICE = re.compile(
+    r"^(?:(?:what )?(?:do|should|must) i|(?:muss|soll|kann) ich|(?:что )?мне|(?:що )?мені|(?:co )?(?:mam|muszę|musze))"
+    r"(?![\w-])",
     re.IGNORECASE,
 )
 
 
 def is_rhetorical(clause: str) -> bool:
     """A clause that only a rant asks ("Вы там что, все уснули?"), not a question for the brand to answer."""
-    return bool(_RHETORICAL.search(clause)) and not _CHOICE.search(clause)
+    if _CHOICE.search(clause):
+        return False
+    return bool(_RHETORICAL.search(clause)) or bool(_OR_WHAT.search(clause) and not _ASKS_ADVICE.match(clause))
 
 
 # Sentences end at . ! ? … (not a decimal point) or a line break; ❓ and ❔ are question marks.
-_SENTENCE = re.compile(r"(?:[^.!?…\n❓❔]|(?<=\d)\.(?=\d)|(?<=\w)\.(?=[a-z0-9_]))+(?:[.!?…❓❔]+|\n|$)")  # "£23.40",
-# "@sarah.m" and "shop.pl" end nothing
+_SENTENCE = re.compile(r"(?:[^.!?…\n❓❔]|(?<=\d)\.(?=\d))+(?:[.!?…❓❔]+|\n|$)")  # "£23.40" ends nothing
 # Emoji (pictographs, dingbats, their modifiers and joiners; ❓❔❕❗ are punctuation): in comments they end sentences as
 # often as a full stop does ("Обожаю ваш клуб 💪💪 В новом тоже будет бассейн?").
 _EMOJI = "\U0001f000-\U0001faff\u2600-\u2752\u2756\u2758-\u27bf\u2b00-\u2bff\ufe0f\u200d"  # not ❓❔❕❗
@@ -249,12 +277,13 @@ _EMOJI_ASK = re.compile(rf"(?<=[{_EMOJI}])\s++(?=\w)")
 _AND = r"(?:and|und|i|oraz|a|и|а|і|й|та)"
 _NUMBERED = r"(?:\(?\d{1,2}[).]\s+|[•▪]\s*)"  # "Два вопроса: 1) до скольки ...? 2) можно ли ...?"
 _ENUM = rf"{_NUMBERED}?"
+_AND_CUT = rf"(?:and|und|oraz|a|и|а|і|й|та|i(?!\s++{_VERB_FIRST_EN_ASKS}))"  # "i" before "were you" is "If I were you"
 _CUT = re.compile(
-    rf"((?:,\s*{_AND}\s+|(?<!\s)\s+{_AND}\s+)(?!(?<=\bi\s){_VERB_FIRST_EN_ASKS})"  # not "If I were you"
-    rf"(?=(?:{_STRONG}|{_WEAK}){_W}|{_VERB_FIRST})"
+    rf"((?:,\s*{_AND_CUT}\s+|(?<!\s)\s+{_AND_CUT}\s+)(?=(?:{_STRONG}|{_WEAK}){_W}|{_VERB_FIRST})"
     rf"|(?:,|\s[-–—]|:)\s*{_ENUM}(?!(?:{_RELATIVE}){_W})(?=(?:{_STRONG}){_W}|{_VERB_FIRST_EN_ASKS}|{_LI}|{_ANYONE})"
-    rf"|,\s*(?={_VERB_FIRST_DE})"  # "liegt das an der Reparatur, kann man das fixen"
-    rf"|,\s*(?:so|but)\s+(?={_VERB_FIRST_EN_ASKS})"  # "..., so could you tell me how to send it back"
+    rf"|,\s*(?={_VERB_FIRST_DE_COMMON})"  # "liegt das an der Reparatur, kann man das fixen"
+    rf"|,\s*(?:so(?!\s+(?:did|do|does|am|was|were|have|has|had)\s+(?:i|we)\b)|but)\s+(?={_VERB_FIRST_EN_ASKS})"  # "..., so
+    # could you tell me how to send it back" (not "..., so did I")
     rf"|:\s*{_ENUM}(?=(?:{_WEAK}){_W})"
     rf"|(?<!\s)\s+\(?\d{{1,2}}\)\s+(?=(?:{_STRONG}|{_WEAK}){_W}|{_VERB_FIRST}))",  # "1) when do you open 2) do you"
     re.IGNORECASE,
@@ -269,37 +298,72 @@ _OR_NOT = re.compile(
 # "known issue or did i get a dodgy batch", "есть в наличии или только под заказ", "oddali kasę czy dalej czekasz": an
 # alternative with the verb before its subject, or one that narrows ("or only", "czy dalej"), asks without "?" too.
 _OR_ASKS = re.compile(
-    r"\s(?:or (?:(?:do|did) (?!it\b)|does |should |can |could |will |would |am |shall )(?:i|you|u|we|they|he|she|it)"
-    r"|or (?:is|are|was|were) (?:it|there|they|you|this|that)"
-    r"|(?:or|oder|czy|чи|или) (?:only|nur|tylko|только|тільки|лише|still|noch|dalej|nadal|wciąż|ciągle|ещё|еще|"
-    r"до сих пор|досі|immer noch))(?![\w-])",
+    r"\s(?:or (?:(?:do|did) (?!it\b)|does |should (?!i say\b)|can |will |am |shall )(?:i|you|u|we|they|he|she|it)"
+    r"|or (?:is|are) (?:it|there|they|you|this|that)"  # not "... or was it Monday": a correction
+    r"|(?:or|oder|czy|чи|или) (?:only|tylko|только|тільки|лише|still|dalej|nadal|wciąż|ciągle|до сих пор|досі|"
+    r"immer noch))(?![\w-])",  # not "или ещё дольше", "oder noch länger"
     re.IGNORECASE,
 )
-# "If I cancel now do I get the rest back", "jeśli zamówię dziś to czy dojdzie na piątek": a condition, then the question.
+# "If I cancel now do I get the rest back", "jeśli zamówię dziś, to czy dojdzie na piątek": a condition, then the
+# question; not a counterfactual ("If I had a pound for every delay would I be rich") or "jeśli chodzi o to, czy ...".
 _IF_ASKS = re.compile(
-    r"^(?:if\s\S+\s[^,?]*?(?<=\S)\s(?:do|does|did|can|could|will|would|should|shall|is|are|am)\s+(?:i|you|u|we|they|it|he|"
-    r"she)\s+(?!(?:would|will|can|could|should|must|may|might|shall|do|does|did|is|are|was|were|has|have|had)\b)[a-z]"
-    r"|(?:jeśli|jesli|jeżeli|jezeli|jak|gdy)\s[^,?]*?\sto\s+czy\s"
-    r"|(?:якщо|як)\s[^,?]*?\sто\s+чи\s)",
+    r"^(?:if\s\S+\s[^,?]*?(?<=\S)\s(?:do|does|did|can|will|should|shall|is|are|am)\s+(?:i|you|u|we|they|it|he|she)\s+"
+    r"(?!(?:would|will|can|could|should|must|may|might|shall|do|does|did|is|are|was|were|has|have|had|even)\b)[a-z]"
+    r"|(?:jeśli|jesli|jeżeli|jezeli|gdy)\s(?!chodzi\b)[^?]*?\sto\s+czy\s(?!ja wiem\b)"
+    r"|якщо\s(?!йдеться\b)[^?]*?\sто\s+чи\s)",
     re.IGNORECASE,
 )
-# "Where is my order?!" asks, for all its "?!" ("How hard is it to pack a bottle?!" does not)
+# "Where is my order?!" asks, for all its "?!" ("How hard is it to pack a bottle?!", "Where are my manners?!" do not)
 _WHERE_MINE = re.compile(
-    r"^(?:where(?:'s|\s+is|\s+are)|wo\s+(?:ist|sind|bleibt)|где|де|gdzie(?:\s+jest|\s+są|\s+sa)?)\s+(?:\w+\s+)?"
-    r"(?:my|mein\w*|мой|моя|мои|моё|мое|мій|моє|мої|moja|moje|mój|moj|moi)(?![\w-])",
+    r"^(?:where(?:\s+the\s+(?:hell|fuck|heck))?(?:'s|\s+is|\s+are)|wo\s+(?:zum teufel\s+)?(?:ist|sind|bleibt)|где|де|"
+    r"gdzie(?:\s+jest|\s+są|\s+sa)?)\s+(?:\w+\s+){0,3}?"
+    r"(?:my|mein\w*|мой|моя|мои|моё|мое|мій|моє|мої|moja|moje|mój|moj|moi)\s+(?:\w+\s+)?"
+    r"(?:order|parcel|package|refund|money|delivery|items?|card|payment|points|replacement|ticket|booking|invoice|"
+    r"zamówienie|zamowienie|paczka|paczki|przesyłka|przesylka|zwrot|pieniądze|pieniadze|kasa|karta|dostawa|bilet|"
+    r"заказ|посылка|возврат|деньги|доставка|карта|бонусы|билет|замовлення|посилка|повернення|гроші|картка|квиток|"
+    r"bestellung|paket|sendung|erstattung|geld|lieferung|karte|rückerstattung|gutschrift|buchung|rechnung)(?![\w-])",
+    re.IGNORECASE,
+)
+# "So do I.", "Neither can we": agreement, no question
+_SO_DO_I = re.compile(
+    r"^(?:so|neither|nor)\s+(?:do|does|did|am|is|are|was|were|can|could|will|would|should|have|has|had)\s+"
+    r"(?:i|we|you|they|he|she|it|mine|ours)\W*$",
     re.IGNORECASE,
 )
 # "Кто покупает матрас за 80 тысяч, у того мозгов нет", "Wer günstiger sucht, schaut mal bei ...": a "whoever" clause
-# and its main clause, no question (but "Wer ist zuständig, der Kundendienst?" asks).
-# "So do I.", "Neither can we": agreement, no question
-_SO_DO_I = re.compile(r"^(?:so|neither|nor)\s+\w+\s+\w+\W*$", re.IGNORECASE)
+# and its main clause, no question; but "Wer bezahlt den Rückversand, der Kunde oder ihr" and "Кто отвечает за
+# возвраты — тот же отдел?" ask (a German question puts its verb right after "wer").
 _WHOEVER = re.compile(
-    r"^(?:kto|кто|хто|wer(?!\s+(?:ist|sind|war|hat|kann|macht|hilft|weiß|weiss|kennt|bekommt|zahlt|übernimmt|haftet|"
-    r"liefert)(?![\w-])))\s[^,?—–]*?(?:,|\s[—–-])\s*(?:у (?:того|тех|них|нього)|тот|те|того|тому|тем|той|тим|ті|"
+    r"^(?:kto|кто|хто|wer(?!\s+(?:ist|sind|war|kann|hilft|weiß|weiss|(?!(?:nicht|zuerst|jetzt|selbst|erst|meist|oft)\b)"
+    r"\w+t)(?![\w-])))\s[^,?—–]*?(?:,|\s[—–-])\s*(?:у (?:того|тех|них|нього)|тот|те|того|тому|тем|той|тим|ті|"
     r"ten|ci|tego|temu|tym|niech|zapraszam|polecam|der|dem|den|ist|hat|soll|sollte|muss|kann|braucht|schaut|"
-    r"bekommt|zahlt|wird)(?![\w-])",
+    r"bekommt|zahlt|wird)(?!\s+(?:же|sam|sama|same|самий|сама|gleiche))(?![\w-])",
     re.IGNORECASE,
 )
+
+
+def _or_asks(clause: str) -> bool:
+    return bool(_OR_ASKS.search(clause)) and not _EITHER_OR.search(clause) and not _DOUBT_LEAD.search(clause)
+
+
+def _whoever(clause: str) -> bool:
+    """ "Кто опоздал, тот не успел"; but "Кто заказывал этот диван, тот доволен или нет" asks for a choice."""
+    return bool(_WHOEVER.match(clause)) and not _CHOICE.search(clause) and not _OR_NOT.search(clause)
+
+
+# "Nie wiem, czy tylko ja tak mam": a doubt before the alternative or the condition, no question
+_DOUBT_LEAD = re.compile(
+    r"^(?:(?:я|ja|i|ich|мы|ми|my|we|wir) )?(?:nie wiem|nie jestem pewn\w*|nie pamiętam|nie pamietam|не знаю|"
+    r"не уверен\w*|не помню|не впевнен\w*|не пам'ятаю|(?:do not|don'?t) know|(?:i'm |i am )?not sure|can'?t remember|"
+    r"wei(?:ß|ss) (?:ich )?nicht|keine ahnung|nieważne|niewazne|niezależnie|niezaleznie|bez względu|obojętnie|"
+    r"wszystko jedno|неважно|не важно|неважливо|egal|no matter)(?![\w-])"
+    # ... or after it ("Płaciłam kartą czy tylko blikiem, już nie pamiętam")
+    r"|,\s*(?:(?:już|juz|уже|вже|now|jetzt) )?(?:nie pamiętam|nie pamietam|не помню|не пам'ятаю|(?:i )?can'?t remember|"
+    r"(?:i )?don'?t remember|wei(?:ß|ss) (?:ich )?nicht mehr)",
+    re.IGNORECASE,
+)
+# "either ... or did I ...": a statement of two possibilities
+_EITHER_OR = re.compile(r"(?<![\w-])(?:either|entweder|либо)(?![\w-])", re.IGNORECASE)
 # A question without "?" ends where a reason ("..., bo nie mogę znaleźć", "... а то на карте не указано") or a remark of
 # three words or more follows it ("чи є доставка в Житомир, хочу замовити на суботу"); not at a clause that goes on
 # with the question (a condition, a relative, an alternative, a negation: "..., если возврат через курьера").
@@ -435,6 +499,21 @@ _CYRILLIC = re.compile(r"[а-яёіїєґА-ЯЁІЇЄҐ]")
 _MIXED = re.compile(r"[а-яёіїєґА-ЯЁІЇЄҐ][aceiopxyABCEHIKMOPTXï]|[aceiopxyABCEHIKMOPTXï][а-яёіїєґА-ЯЁІЇЄҐ]")
 
 
+# A dot inside a handle or before a domain ending ("@sarah.m", "amazon.de") ends no sentence: read as "_"
+_HANDLE = re.compile(r"@[\w.]*\w")
+_DOMAIN_DOT = re.compile(r"(?<=\w)\.(?=(?:pl|com|de|ru|ua|uk|eu|net|org|shop|store|info|biz|ch)\b)", re.IGNORECASE)
+
+
+def _readable(text: str) -> str:
+    """``text`` as the rules read it: the same length, letter for letter (Cyrillic look-alikes, dots of handles)."""
+    read = _cyrillic(text)
+    if "." in read:
+        if "@" in read:
+            read = _HANDLE.sub(lambda m: m[0].replace(".", "_"), read)
+        read = _DOMAIN_DOT.sub("_", read)
+    return read
+
+
 def _cyrillic(text: str) -> str:
     """``text`` with the Latin look-alikes inside Cyrillic words made Cyrillic; the same length, letter for letter."""
     if not _MIXED.search(text):  # most comments: nothing to read otherwise
@@ -444,7 +523,7 @@ def _cyrillic(text: str) -> str:
 
 def extract_questions(text: str) -> list[str]:
     """The questions of ``text`` in order, each an exact span of the text (trimmed)."""
-    read = _cyrillic(text)
+    read = _readable(text)
     if read == text:
         return _extract(text)
     spans, start = [], 0
@@ -496,14 +575,7 @@ def _extract(text: str) -> list[str]:
                 joined = not last and any(ch.isalpha() for ch in clauses[i + 1][0])  # "What is it for and how ...?"
                 first_is_question = (
                     bool(_STRONG_RE.match(body) or _OR_NOT.search(body) or _ASKING_IF_RE.match(body))
-                    or bool(not asked and (_IF_ASKS.match(body) or _OR_ASKS.search(body)))
-                    # "was kostet ein Akkutausch und wie lange dauert das": joined to a question, the first one asks
-                    or bool(
-                        joined
-                        and _AND_SEP.match(clauses[i + 1][0])
-                        and _ANY_RE.match(body)
-                        and _STRONG_RE.match(_body(clauses[i + 1][1]))
-                    )
+                    or bool(not asked and (_IF_ASKS.match(body) or _or_asks(body)) and not _DOUBT_LEAD.search(body))
                     or (asked and last)
                     or bool(asked and (announced or joined) and _ANY_RE.match(body))
                 )
@@ -519,11 +591,11 @@ def _extract(text: str) -> list[str]:
                     or bool((asked or first_is_question) and _ANY_RE.match(body))
                     or bool(
                         last
-                        and (_QUESTION_ONLY_RE.match(body) or _ASKS_HOW.match(body) or _OR_ASKS.search(body))
+                        and (_QUESTION_ONLY_RE.match(body) or _ASKS_HOW.match(body) or _or_asks(body))
                         and len(body.split()) > 2
                         and not _DOUBT.search(before)
                     )
                 )
-            if is_question and not (not asked and (_WHOEVER.match(body) or _SO_DO_I.match(_unaddressed(clause)))):
+            if is_question and not (not asked and (_whoever(body) or _SO_DO_I.match(_unaddressed(clause)))):
                 found.append(clause if asked else _unasked(clause))
     return found
