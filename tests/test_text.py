@@ -371,6 +371,10 @@ COMMENT_SHAPES = [
     ("Кто заказывал этот диван, тот доволен или нет", ["Кто заказывал этот диван, тот доволен или нет"]),
     ("Wer bezahlt den Rückversand, der Kunde oder ihr", ["Wer bezahlt den Rückversand, der Kunde oder ihr"]),
     ("Jeśli zamówię teraz, to czy zdążycie przed świętami", ["Jeśli zamówię teraz, to czy zdążycie przed świętami"]),
+    # a question after "but" in any of the languages
+    ("Super buty, ale czy są wodoodporne", ["czy są wodoodporne"]),
+    ("Гарна сукня, але чи є вона в розмірі S", ["чи є вона в розмірі S"]),
+    ("Nice jacket, but when will the XL be back", ["when will the XL be back"]),
     # Ukrainian typed with a Latin "i": read as Cyrillic, returned as typed
     ("скiльки коштує доставка до Львова", ["скiльки коштує доставка до Львова"]),
     ("чохол пiдходить до старої моделi чи тiльки до нової", ["чохол пiдходить до старої моделi чи тiльки до нової"]),
