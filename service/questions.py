@@ -585,12 +585,12 @@ def _extract(text: str) -> list[str]:
                 # clause that only a question opens: "mam 168 cm, czy wersja maxi nie będzie za długa", "ordered it
                 # last night, can i still change it"; not a tag ("..., are they 🙄"). "Last" includes one that another
                 # question follows after "and" ("..., so could you tell me how to send it back and whether ...").
-                last = last or bool(_AND_SEP.match(clauses[i + 1][0]) and _STRONG_RE.match(_body(clauses[i + 1][1])))
+                ends = last or bool(_AND_SEP.match(clauses[i + 1][0]) and _STRONG_RE.match(_body(clauses[i + 1][1])))
                 is_question = (
                     (asked and last)
                     or bool((asked or first_is_question) and _ANY_RE.match(body))
                     or bool(
-                        last
+                        ends
                         and (_QUESTION_ONLY_RE.match(body) or _ASKS_HOW.match(body) or _or_asks(body))
                         and len(body.split()) > 2
                         and not _DOUBT.search(before)
