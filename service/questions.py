@@ -108,13 +108,21 @@ _QUESTION_ONLY = (
     rf"(?:czy|чи|ob|whether|any idea|any chance|подскажите|подскажи|підкажіть|підкажи|скажите|скажіть)(?![\w-])"
     rf"|{_WHAT_TO_DO}|{_WHAT_ASKS}|{_VERB_FIRST_EN_ASKS}|{_LI}|{_ANYONE}"
 )
+
+
+def _leads_into(words: str) -> str:
+    """A lookahead: a comma or a space, then one of ``words`` (a "curious" that asks only before them)."""
+    return rf"(?=(?:,\s*|\s+)(?:{words})\b)"
+
+
 # "curious" and "wonder" lead into a question only before these ("I wonder why I even bother" asks nothing)
-_WONDER_ASKS = r"(?=(?:,\s*|\s+)(?:if|whether|when|where|which|how much|how many|how long)\b)"
-# ... and "ciekawa jestem", "интересно" before these ("интересно, как вы это объясните" asks nothing)
-_CURIOUS_ASKS_PL = r"(?=(?:,\s*|\s+)(?:czy|kiedy|gdzie|ile(?! jeszcze)|jak długo|jak dlugo|do kiedy|od kiedy)\b)"
-_CURIOUS_ASKS_RU = (
-    r"(?=(?:,\s*|\s+)(?:когда(?! (?:вы|ты) уже)|где|сколько(?! ещё| еще)|можно ли|есть ли|будет ли|будут ли|\w+ ли)\b)"
+_WONDER_ASKS = _leads_into("if|whether|when|where|which|how much|how many|how long")
+# ... and "ciekawa jestem", "интересно", "цікаво" before these ("интересно, как вы это объясните" asks nothing)
+_CURIOUS_ASKS_PL = _leads_into(r"czy|kiedy|gdzie|ile(?! jeszcze)|jak długo|jak dlugo|do kiedy|od kiedy")
+_CURIOUS_ASKS_RU = _leads_into(
+    r"когда(?! (?:вы|ты) уже)|где|сколько(?! ещё| еще)|можно ли|есть ли|будет ли|будут ли|\w+ ли"
 )
+_CURIOUS_ASKS_UK = _leads_into(r"чи|коли|де|скільки(?! ще)")
 # A clause that says a question follows ("Zastanawiam się, czy ...", "Хотела уточнить, ...", "wondering if ...",
 # "wollte fragen, ob ..."): the clause after it is asked, with or without "?".
 _ASKING = (
@@ -122,7 +130,7 @@ _ASKING = (
     rf"ciekawi mnie|(?:ciekaw[ay]? jestem|jestem ciekaw[ay]?|ciekawe){_CURIOUS_ASKS_PL}|интересно{_CURIOUS_ASKS_RU}|"
     r"хотел(?:а|и)? (?:бы )?(?:уточнить|узнать|спросить)|хочу (?:уточнить|узнать|спросить)|интересует|"
     r"хоті(?:в|ла|ли) (?:би |б )?(?:уточнити|дізнатися|дізнатись|запитати|спитати)|хочу (?:уточнити|дізнатися|запитати|"
-    r"спитати)|цікавить|цікаво(?=(?:,\s*|\s+)(?:чи|коли|де|скільки(?! ще))\b)|(?:(?:i'm|i am|i was|am|was|just) )?wondering|"
+    rf"спитати)|цікавить|цікаво{_CURIOUS_ASKS_UK}|(?:(?:i'm|i am|i was|am|was|just) )?wondering|"
     rf"(?:(?:i'm|i am|just) )?curious{_WONDER_ASKS}|(?:i )?wonder{_WONDER_ASKS}|"  # _LEAD took "I" off
     r"i'?d like to know|(?:i )?(?:want|wanted) to (?:ask|know|check)|"
     r"(?:ich )?(?:wollte|möchte|moechte|würde|wuerde) (?:gerne? )?(?:fragen|wissen)|(?:ich )?(?:hätte|haette) gerne? "
@@ -351,11 +359,13 @@ def _whoever(clause: str) -> bool:
     return bool(_WHOEVER.match(clause)) and not _CHOICE.search(clause) and not _OR_NOT.search(clause)
 
 
+# Not knowing, in both doubt readings below ("nie wiem", "не уверена", "not sure"), after an optional subject
+_SUBJECT = r"(?:(?:я|ja|i|ich|мы|ми|my|we|wir) )?"
+_NOT_SURE = r"nie wiem|nie jestem pewn\w*|не знаю|не уверен\w*|не впевнен\w*|(?:i'm |i am )?not sure|keine ahnung"
 # "Nie wiem, czy tylko ja tak mam": a doubt before the alternative or the condition, no question
 _DOUBT_LEAD = re.compile(
-    r"^(?:(?:я|ja|i|ich|мы|ми|my|we|wir) )?(?:nie wiem|nie jestem pewn\w*|nie pamiętam|nie pamietam|не знаю|"
-    r"не уверен\w*|не помню|не впевнен\w*|не пам'ятаю|(?:do not|don'?t) know|(?:i'm |i am )?not sure|can'?t remember|"
-    r"wei(?:ß|ss) (?:ich )?nicht|keine ahnung|nieważne|niewazne|niezależnie|niezaleznie|bez względu|obojętnie|"
+    rf"^{_SUBJECT}(?:{_NOT_SURE}|nie pamiętam|nie pamietam|не помню|не пам'ятаю|(?:do not|don'?t) know|can'?t remember|"
+    r"wei(?:ß|ss) (?:ich )?nicht|nieważne|niewazne|niezależnie|niezaleznie|bez względu|obojętnie|"
     r"wszystko jedno|неважно|не важно|неважливо|egal|no matter)(?![\w-])"
     # ... or after it ("Płaciłam kartą czy tylko blikiem, już nie pamiętam")
     r"|,\s*(?:(?:już|juz|уже|вже|now|jetzt) )?(?:nie pamiętam|nie pamietam|не помню|не пам'ятаю|(?:i )?can'?t remember|"
@@ -410,11 +420,11 @@ _ASKS_HOW = re.compile(
 # "Nie wiem, czy ...", "Sprawdzę jutro, czy ...", "Я спросила у мамы, придёт ли ...", "Mal sehen, ob ...": a doubt, a
 # plan to find out or someone else asked, not a question for the brand (the last part of the clause before).
 _DOUBT = re.compile(
-    r"(?:^|,\s*)(?:(?:я|ja|i|ich|мы|ми|my|we|wir) )?(?:nie wiem|nie jestem pewn\w*|zobaczymy|zobaczę|zobacze|sprawdzę|sprawdze|sprawdzimy|zapytam|"
-    r"zapytałam|zapytalam|zapytałem|zapytalem|zapytała|zapytala|zapytał|zapytal|spytała|spytala|spytał|spytal|не знаю|не уверен\w*|посмотрим|проверю|спрошу|спросил\w*|узнаю|"
-    r"не впевнен\w*|побачимо|перевірю|спитаю|спитал\w*|спитав|дізнаюся|дізнаюсь|(?:i )?(?:do not|don'?t) know|"
-    r"(?:i'm |i am )?not sure|we'?ll see|let'?s see|i'?ll (?:check|ask|see)|i asked|(?:ich )?wei(?:ß|ss) nicht|"
-    r"keine ahnung|mal (?:sehen|schauen|gucken)|wir werden sehen|ich (?:schaue|schau|frage|fragte|prüfe)(?! mich))"
+    rf"(?:^|,\s*){_SUBJECT}(?:{_NOT_SURE}|zobaczymy|zobaczę|zobacze|sprawdzę|sprawdze|sprawdzimy|zapytam|"
+    r"zapytałam|zapytalam|zapytałem|zapytalem|zapytała|zapytala|zapytał|zapytal|spytała|spytala|spytał|spytal|посмотрим|проверю|спрошу|спросил\w*|узнаю|"
+    r"побачимо|перевірю|спитаю|спитал\w*|спитав|дізнаюся|дізнаюсь|(?:i )?(?:do not|don'?t) know|"
+    r"we'?ll see|let'?s see|i'?ll (?:check|ask|see)|i asked|(?:ich )?wei(?:ß|ss) nicht|"
+    r"mal (?:sehen|schauen|gucken)|wir werden sehen|ich (?:schaue|schau|frage|fragte|prüfe)(?! mich))"
     r"[^,]*$",
     re.IGNORECASE,
 )
@@ -575,7 +585,7 @@ def _extract(text: str) -> list[str]:
                 joined = not last and any(ch.isalpha() for ch in clauses[i + 1][0])  # "What is it for and how ...?"
                 first_is_question = (
                     bool(_STRONG_RE.match(body) or _OR_NOT.search(body) or _ASKING_IF_RE.match(body))
-                    or bool(not asked and (_IF_ASKS.match(body) or _or_asks(body)) and not _DOUBT_LEAD.search(body))
+                    or bool(not asked and ((_IF_ASKS.match(body) and not _DOUBT_LEAD.search(body)) or _or_asks(body)))
                     or (asked and last)
                     or bool(asked and (announced or joined) and _ANY_RE.match(body))
                 )
