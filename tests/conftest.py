@@ -30,6 +30,14 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def assert_spans_in_order(rows: list[dict]) -> None:
+    """Each listed question an exact substring of the text, after the one before it."""
+    for r in rows:
+        at = 0
+        for q in r["questions"]:
+            at = r["text"].index(q, at) + len(q)  # raises if a question is not in the text after the previous one
+
+
 @pytest.fixture(scope="session")
 def seed_rows() -> list[dict]:
     return read_jsonl(SEED)

@@ -10,7 +10,7 @@ import pytest
 
 from training.data import DataValidationError, load_data, summarize
 
-from .conftest import SEED, SHARED_TRAIN, read_jsonl
+from .conftest import SEED, SHARED_TRAIN, assert_spans_in_order, read_jsonl
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -132,9 +132,7 @@ def assert_questions_in_order(rows: list[dict]) -> None:
     """question = 1 exactly when questions are listed, each an exact substring of the text after the one before."""
     for r in rows:
         assert r["question"] == int(bool(r["questions"])), r["id"]
-        at = 0
-        for q in r["questions"]:
-            at = r["text"].index(q, at) + len(q)  # raises if a question is not in the text after the previous one
+    assert_spans_in_order(rows)
 
 
 def test_seed_set_meets_its_card(seed_rows):
