@@ -12,7 +12,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[train,transformer,redis,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[train,transformer,redis,spark,dev]"
 	touch $@
 
 # Trains a model from the bundled seed data if no champion is registered, then serves.

@@ -85,9 +85,10 @@ def load_failure(uri: str, exc: Exception) -> str:
     return f"cannot load model {uri}: {type(exc).__name__}: {first}"
 
 
-def load_predictor(uri: str) -> ModelPredictor:
-    """Load a pyfunc logged by training (``models:/name@alias``, ``models:/name/N`` or a path)."""
-    import mlflow.pyfunc
+def resolve_model(uri: str) -> tuple[str, str, dict[str, Any]]:
+    """``(uri to load, version label, registry facts)`` for ``models:/name@alias``, ``models:/name/N`` or a path.
+
+    An alias is resolved to its version here, so that the loaded model and the version reported can't disagree."""
     from mlflow import MlflowClient
 
     registry: dict[str, Any] = {"uri": uri}
@@ -98,7 +99,6 @@ def load_predictor(uri: str) -> ModelPredictor:
     if alias:
         mv = client.get_model_version_by_alias(alias["name"], alias["alias"])
         registry.update(name=alias["name"], alias=alias["alias"], registered_version=str(mv.version))
-        # Load the resolved version so that the loaded model and the version we report can't disagree.
         uri = f"models:/{alias['name']}/{mv.version}"
         version = f"{alias['name']}/{mv.version}"
         run_id = mv.run_id
@@ -113,7 +113,19 @@ def load_predictor(uri: str) -> ModelPredictor:
         run = client.get_run(run_id)
         registry["run_id"] = run_id
         registry["run_metrics"] = {k: v for k, v in run.data.metrics.items() if "/all/" in k}
+    return uri, version, registry
+
+
+def predictor_from(uri: str, version: str, registry: dict[str, Any] | None = None) -> ModelPredictor:
+    """Load the pyfunc at ``uri`` (a resolved model URI or a local folder) under the given version label."""
+    import mlflow.pyfunc
+
     pyfunc = mlflow.pyfunc.load_model(uri)
     model = pyfunc.unwrap_python_model().model
     log.info("loaded model %s", version)
     return ModelPredictor(model, version, registry)
+
+
+def load_predictor(uri: str) -> ModelPredictor:
+    """Load a pyfunc logged by training (``models:/name@alias``, ``models:/name/N`` or a path)."""
+    return predictor_from(*resolve_model(uri))

@@ -17,7 +17,7 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 # Fixtures that train a model (a TF-IDF seed model registered in MLflow, a tiny transformer): a test that uses
 # one, directly or through another fixture, is `slow`; `pytest -m "not slow"` runs the rest in seconds.
-SLOW_FIXTURES = frozenset({"registry", "tiny_base", "unigram_base"})
+SLOW_FIXTURES = frozenset({"registry", "tiny_base", "unigram_base", "spark"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -364,6 +364,94 @@ def score(
             typer.echo(f"  {problem}", err=True)
 
 
+@app.command("score-spark")
+def score_spark(
+    input_path: Annotated[
+        str, typer.Argument(metavar="INPUT", help="comments: a file, folder or glob Spark can read (local, HDFS, S3)")
+    ],
+    output_path: Annotated[str, typer.Argument(metavar="OUTPUT", help="scored records: a folder of part files")],
+    model: Annotated[str | None, typer.Option(help="model URI (default: the champion)")] = None,
+    master: Annotated[
+        str | None, typer.Option(help="Spark master, e.g. local[*] or yarn (default: spark-submit's, else local[*])")
+    ] = None,
+    input_format: Annotated[str | None, typer.Option(help="jsonl, csv or parquet (default: INPUT's suffix)")] = None,
+    output_format: Annotated[str | None, typer.Option(help="jsonl, csv or parquet (default: OUTPUT's suffix)")] = None,
+    slices: Annotated[int, typer.Option(min=1, help="Spark jobs the work is cut into (the resume unit)")] = 8,
+    restart: Annotated[bool, typer.Option(help="discard a partial earlier run instead of resuming it")] = False,
+) -> None:
+    """Score comments on Spark, when one machine is not enough: the records of `triage score`, resumable."""
+    if importlib.util.find_spec("pyspark") is None:
+        _fail("score-spark needs PySpark: pip install 'comment-triage[spark]' (and Java 17 or newer)")
+    from pydantic import ValidationError
+
+    from models.store import configure_mlflow
+    from service.policy import PolicyError
+    from service.predictor import load_failure
+    from service.settings import ServiceSettings
+    from service.spark import SparkBatchError, build_session, data_format
+    from service.spark import score_spark as run
+
+    try:
+        settings = ServiceSettings()
+    except ValidationError as exc:
+        _fail(f"bad configuration: {exc}")
+        return
+    configure_mlflow(settings.home)
+    uri = model or settings.model_uri
+    try:  # the cheap checks before a Spark session starts
+        data_format(input_path, input_format, "input")
+        data_format(output_path, output_format, "output")
+    except SparkBatchError as exc:
+        _fail(str(exc))
+    try:
+        from pyspark.errors import PySparkException
+    except ImportError:  # pragma: no cover - PySpark < 3.4
+        PySparkException = RuntimeError  # noqa: N806
+    from pyspark.sql import SparkSession
+
+    ours = SparkSession.getActiveSession() is None  # a session someone else started is left running
+    # Under spark-submit (which hands the driver a gateway) its --master stands; run directly, all local cores.
+    spark = build_session(master or (None if "PYSPARK_GATEWAY_PORT" in os.environ else "local[*]"))
+
+    def progress(done: int, total: int) -> None:
+        typer.echo(f"slice {done} of {total} done", err=True)
+
+    try:
+        report = run(
+            spark,
+            input_path,
+            output_path,
+            uri,
+            str(settings.policy_file) if settings.policy_file else None,
+            input_format=input_format,
+            output_format=output_format,
+            slices=slices,
+            restart=restart,
+            on_slice=progress,
+        )
+    except (SparkBatchError, PolicyError) as exc:
+        _fail(str(exc))
+        return
+    except PySparkException as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        _fail(f"Spark could not read or write the data: {first}")
+        return
+    except Exception as exc:  # MLflow raises several types for a missing or broken model
+        if "mlflow" in type(exc).__module__ or "Registered" in str(exc):
+            _fail(load_failure(uri, exc))
+        raise
+    finally:
+        if ours:
+            spark.stop()
+    if report.resumed_slices:
+        typer.echo(f"resumed: {report.resumed_slices} of {report.slices} slices were already done")
+    typer.echo(f"scored {report.scored} comments into {report.output}")
+    if report.invalid:
+        typer.echo(f"{report.invalid} invalid rows reported in {report.errors_output}:", err=True)
+        for problem in report.problems[:10]:
+            typer.echo(f"  {problem}", err=True)
+
+
 def main() -> None:
     _setup_logging()
     app()

@@ -1,0 +1,548 @@
+"""Batch scoring on Spark, for a campaign's comments when one machine is not enough.
+
+The records are those of ``triage score`` (the same model, policy, question extraction and row checks run in
+Spark's Python workers), read from and written to anything Spark reads and writes (a file, a folder of part
+files, a glob; local, HDFS, S3, ...). Every input row is numbered by its line in its file, so a bad row is
+reported as ``file:line: field: message``, never dropped.
+
+The work is cut into ``slices`` by a hash of each comment's id: a slice is one Spark job whose rows are written
+to ``<output>.parts/slice-N`` and counted done once Spark has committed it. A run that dies (the driver, the
+cluster) resumes at the first slice not done; the output is assembled from the slices at the end. Crisis
+detection is not replayed (it needs the comments in time order; ``triage score --crisis`` does it on one machine).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from models.records import Problem
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("jsonl", "csv", "parquet")
+_ALIASES = {"json": "jsonl", "ndjson": "jsonl"}
+_CORRUPT = "_corrupt_record"
+_PARSED = "file string, line long, id string, comment string, field string, message string"
+_SCORED = "file string, line long, record string, field string, message string"
+_SCORE_BATCH = 256  # comments per model call in a worker
+
+
+class SparkBatchError(Exception):
+    pass
+
+
+@dataclass
+class SparkReport:
+    scored: int = 0
+    invalid: int = 0
+    slices: int = 0
+    resumed_slices: int = 0
+    output: str = ""
+    errors_output: str | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+
+def data_format(path: str, given: str | None, role: str) -> str:
+    """``jsonl``, ``csv`` or ``parquet``: as given, else from the path's suffix (a folder or glob needs it given)."""
+    base = path.rstrip("/").rsplit("/", 1)[-1]
+    name = (given or (base.rsplit(".", 1)[-1] if "." in base else "")).lower()
+    local = path[len("file://") :] if path.startswith("file://") else path
+    if not given and role == "input" and os.path.isdir(local):  # a local folder of part files: their suffix
+        suffixes = {
+            f.suffix.lower().lstrip(".")
+            for f in Path(local).iterdir()
+            if f.is_file() and not f.name.startswith(("_", ".")) and f.suffix.lower() != ".crc"
+        }
+        name = suffixes.pop() if len(suffixes) == 1 else ""
+    name = _ALIASES.get(name, name)
+    if name not in FORMATS:
+        what = f"'{given}' is not one of jsonl, csv, parquet" if given else f"give --{role}-format"
+        raise SparkBatchError(f"{path}: cannot tell the {role} format ({what})")
+    return name
+
+
+def build_session(master: str | None = None, app_name: str = "comment-triage-score") -> SparkSession:
+    """A Spark session whose Python workers run this interpreter (so they have the same packages)."""
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.showConsoleProgress", "false")  # the command reports slices itself
+    )
+    if master:
+        builder = builder.master(master)
+    return builder.getOrCreate()
+
+
+# -- reading: every row with its file and line ---------------------------------------------------------------------
+def _read(spark: SparkSession, path: str, fmt: str) -> DataFrame:
+    """Columns ``file``, ``payload`` (a JSONL line, or the row as JSON) and ``lines`` (physical lines it spans)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    if fmt == "jsonl":
+        df = spark.read.text(path, wholetext=False)
+        return df.select(F.input_file_name().alias("file"), F.col("value").alias("payload"), F.lit(1).alias("lines"))
+    if fmt == "parquet":
+        df = spark.read.parquet(path)
+        data = [F.col(f"`{c}`") for c in df.columns]
+        return df.select(
+            F.input_file_name().alias("file"), F.to_json(F.struct(*data)).alias("payload"), F.lit(1).alias("lines")
+        )
+    options = {"header": "true", "multiLine": "true", "escape": '"', "mode": "PERMISSIVE"}
+    header = spark.read.options(**options).csv(path).columns
+    schema = StructType([StructField(c, StringType()) for c in header] + [StructField(_CORRUPT, StringType())])
+    df = spark.read.options(**options, columnNameOfCorruptRecord=_CORRUPT).schema(schema).csv(path)
+    data = [F.col(f"`{c}`").alias(c) for c in header]
+    # A quoted field may hold line breaks: the record then spans 1 + that many physical lines.
+    breaks = [F.coalesce(F.size(F.split(F.col(f"`{c}`"), "\n")) - 1, F.lit(0)) for c in header]
+    spanned = F.lit(1)
+    for b in breaks:
+        spanned = spanned + F.greatest(b, F.lit(0))
+    return df.select(
+        F.input_file_name().alias("file"),
+        F.when(F.col(_CORRUPT).isNotNull(), F.lit(None)).otherwise(F.to_json(F.struct(*data))).alias("payload"),
+        F.when(F.col(_CORRUPT).isNotNull(), F.lit(-1)).otherwise(spanned).alias("lines"),
+    )
+
+
+def _line_offsets(raw: DataFrame, fmt: str) -> dict[tuple[str, int], int]:
+    """The first line of each (file, Spark partition) of the input: a partition reads a file's rows in order,
+    and a file's partitions come in order, so lines are counted per file across its partitions."""
+    from pyspark.sql import functions as F
+
+    counts = (
+        raw.select("file", F.spark_partition_id().alias("pid"), F.abs(F.col("lines")).alias("lines"))
+        .groupBy("file", "pid")
+        .agg(F.sum("lines").alias("lines"))
+        .collect()
+    )
+    first = 2 if fmt == "csv" else 1  # a CSV file's header is its line 1
+    offsets: dict[tuple[str, int], int] = {}
+    by_file: dict[str, list[tuple[int, int]]] = {}
+    for row in counts:
+        by_file.setdefault(row["file"], []).append((row["pid"], int(row["lines"])))
+    for name, parts in by_file.items():
+        at = first
+        for pid, lines in sorted(parts):
+            offsets[(name, pid)] = at
+            at += lines
+    return offsets
+
+
+def _display(file: str) -> str:
+    return file[len("file://") :] if file.startswith("file://") else file
+
+
+def slice_of(key: str, slices: int) -> int:
+    return zlib.crc32(key.encode("utf-8")) % slices
+
+
+def _parse_rows(
+    offsets: dict[tuple[str, int], int], fmt: str, slices: int, only: int
+) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    """mapInPandas over the raw rows of one partition: number them, check them as ``triage score`` does, and keep
+    those of slice ``only``."""
+
+    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        import pandas as pd
+        from pydantic import ValidationError
+        from pyspark import TaskContext
+
+        from service.batch import _nest_author, _RowError
+        from service.schemas import CommentIn
+
+        context = TaskContext.get()
+        pid = context.partitionId() if context is not None else 0
+        at: dict[str, int] = {}
+        for batch in batches:
+            out: list[tuple[str, int, str | None, str | None, str | None, str | None]] = []
+            for file, payload, lines in zip(batch["file"], batch["payload"], batch["lines"], strict=True):
+                line = at.setdefault(file, offsets.get((file, pid), 1))
+                at[file] = line + abs(int(lines))
+                name = _display(file)
+                problem: tuple[str, str] | None = None
+                comment: CommentIn | None = None
+                if int(lines) < 0:
+                    problem = ("csv", "malformed CSV record")
+                elif fmt == "jsonl" and (not isinstance(payload, str) or not payload.strip() or payload == "\ufeff"):
+                    continue  # a blank line, as in `triage score`
+                else:
+                    try:
+                        record = json.loads(payload.lstrip("\ufeff") if line == 1 else payload)
+                        if not isinstance(record, dict):
+                            raise _RowError("json", "a row must be a JSON object")
+                        if fmt == "csv":  # the CSV reader's text "null" columns: empty fields are left out
+                            record = {k: v for k, v in record.items() if v is not None}
+                        comment = CommentIn.model_validate(_nest_author(record))
+                    except json.JSONDecodeError as exc:
+                        problem = ("json", f"invalid JSON ({exc.msg})")
+                    except _RowError as exc:
+                        problem = (exc.field, exc.message)
+                    except ValidationError as exc:
+                        err = exc.errors()[0]
+                        problem = (".".join(str(p) for p in err["loc"]) or "row", err["msg"])
+                if comment is not None:
+                    if slice_of(comment.id, slices) == only:
+                        out.append((name, line, comment.id, comment.model_dump_json(), None, None))
+                elif problem is not None and slice_of(f"{name}:{line}", slices) == only:
+                    out.append((name, line, None, None, problem[0], problem[1]))
+            yield pd.DataFrame(out, columns=["file", "line", "id", "comment", "field", "message"])
+
+    return run
+
+
+def _flag_duplicates(parsed: DataFrame) -> DataFrame:
+    """A second row with an id is reported (as the HTTP API refuses it); the first in (file, line) order is scored."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    order = Window.partitionBy("id").orderBy("file", "line")
+    ranked = parsed.withColumn("rank", F.when(F.col("id").isNotNull(), F.row_number().over(order))).withColumn(
+        "first_file", F.first("file").over(order)
+    )
+    ranked = ranked.withColumn("first_line", F.first("line").over(order))
+    where = F.when(
+        F.col("first_file") == F.col("file"), F.concat(F.lit("line "), F.col("first_line").cast("string"))
+    ).otherwise(F.concat(F.col("first_file"), F.lit(":"), F.col("first_line").cast("string")))
+    duplicate = F.col("rank") > 1
+    return ranked.select(
+        "file",
+        "line",
+        F.when(duplicate, F.lit(None)).otherwise(F.col("comment")).alias("comment"),
+        F.when(duplicate, F.lit("id")).otherwise(F.col("field")).alias("field"),
+        F.when(duplicate, F.concat(F.lit("duplicate id '"), F.col("id"), F.lit("' (first on "), where, F.lit(")")))
+        .otherwise(F.col("message"))
+        .alias("message"),
+    )
+
+
+# -- scoring in the workers -----------------------------------------------------------------------------------------
+_WORKER_SCORERS: dict[tuple[str, str], Any] = {}
+
+
+def _worker_scorer(model_file: str, version: str, policy_text: str, policy_origin: str) -> Any:
+    """One scorer per Python worker and model (Spark reuses workers between tasks): the model loads once."""
+    key = (model_file, version)
+    scorer = _WORKER_SCORERS.get(key)
+    if scorer is None:
+        from pyspark import SparkFiles, TaskContext
+
+        from service.policy import parse_policy_set
+        from service.predictor import predictor_from
+        from service.scorer import Scorer
+
+        context = TaskContext.get()
+        cpus = context.cpus() if context is not None else 1
+        os.environ.setdefault("TRIAGE_ONNX_THREADS", str(cpus))  # a task's share of the cores, not all of them
+        path = model_file if os.path.isdir(model_file) else SparkFiles.get(model_file)
+        predictor = predictor_from(path, version)
+        policies = parse_policy_set(yaml.safe_load(policy_text), policy_origin)
+        scorer = Scorer(predictor, policies)
+        _WORKER_SCORERS.clear()
+        _WORKER_SCORERS[key] = scorer
+    return scorer
+
+
+def _score_rows(
+    model_file: str, version: str, policy_text: str, policy_origin: str, now: datetime
+) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        import pandas as pd
+
+        from service.batch import _score_chunk
+        from service.schemas import CommentIn
+
+        scorer = None
+        for batch in batches:
+            out: list[tuple[str, int, str | None, str | None, str | None]] = []
+            pending: list[tuple[str, int, CommentIn]] = []
+            for file, line, comment, field_, message in zip(
+                batch["file"], batch["line"], batch["comment"], batch["field"], batch["message"], strict=True
+            ):
+                if not isinstance(comment, str):  # null (None or NaN through Arrow): a problem row
+                    out.append((file, int(line), None, field_, message))
+                else:
+                    pending.append((file, int(line), CommentIn.model_validate_json(comment)))
+            if pending and scorer is None:
+                scorer = _worker_scorer(model_file, version, policy_text, policy_origin)
+            for start in range(0, len(pending), _SCORE_BATCH):
+                chunk = pending[start : start + _SCORE_BATCH]
+                for file in dict.fromkeys(f for f, _, _ in chunk):
+                    rows = [(line, c) for f, line, c in chunk if f == file]
+                    problems: list[Problem] = []
+                    scored = _score_chunk(scorer, rows, now, problems, file)
+                    failed = {p.line for p in problems}
+                    done = iter(scored)
+                    for line, _ in rows:
+                        if line not in failed:
+                            out.append((file, line, next(done).model_dump_json(), None, None))
+                    out.extend((file, p.line, None, p.field, p.message) for p in problems)
+            yield pd.DataFrame(out, columns=["file", "line", "record", "field", "message"])
+
+    return run
+
+
+# -- the job --------------------------------------------------------------------------------------------------------
+class _FS:
+    """The Hadoop file system of a path, through the JVM (so HDFS and S3 work as the local disk does)."""
+
+    def __init__(self, spark: SparkSession, path: str):
+        jvm: Any = spark.sparkContext._jvm
+        conf = spark.sparkContext._jsc.hadoopConfiguration()
+        self._path = jvm.org.apache.hadoop.fs.Path
+        self._fs = self._path(path).getFileSystem(conf)
+
+    def exists(self, path: str) -> bool:
+        return bool(self._fs.exists(self._path(path)))
+
+    def delete(self, path: str) -> None:
+        self._fs.delete(self._path(path), True)
+
+    def qualify(self, path: str) -> str:
+        return str(self._fs.makeQualified(self._path(path)).toString())
+
+
+@dataclass(frozen=True)
+class _Manifest:
+    input: str
+    input_format: str
+    output_format: str
+    slices: int
+    model_version: str
+    policy_version: str
+    now: str
+
+
+def _read_manifest(spark: SparkSession, path: str) -> dict[str, Any] | None:
+    try:
+        lines = [r["value"] for r in spark.read.text(path).collect()]
+        return dict(json.loads("".join(lines)))
+    except Exception:  # a partial or foreign folder
+        return None
+
+
+def _write_text(spark: SparkSession, path: str, text: str) -> None:
+    spark.createDataFrame([(text,)], "value string").coalesce(1).write.mode("overwrite").text(path)
+
+
+def _resolve_model(uri: str, tmp: str) -> tuple[str, str]:
+    """A local copy of the model's files (to ship to the workers) and its version label."""
+    import mlflow.artifacts
+
+    from service.predictor import resolve_model
+
+    load_uri, version, _ = resolve_model(uri)
+    if os.path.isdir(load_uri):
+        return os.path.abspath(load_uri), version
+    local = mlflow.artifacts.download_artifacts(artifact_uri=load_uri, dst_path=os.path.join(tmp, "model"))
+    return local, version
+
+
+def score_spark(
+    spark: SparkSession,
+    input_path: str,
+    output_path: str,
+    model_uri: str,
+    policy_file: str | None,
+    *,
+    input_format: str | None = None,
+    output_format: str | None = None,
+    slices: int = 8,
+    restart: bool = False,
+    now: datetime | None = None,
+    on_slice: Callable[[int, int], None] | None = None,
+) -> SparkReport:
+    """Score every comment under ``input_path`` into the dataset ``output_path`` (a folder of part files).
+
+    Invalid rows go to ``<output>.errors`` (JSON lines: file, line, field, message). ``on_slice(done, total)`` is
+    called after each slice is committed."""
+    from pyspark.sql import functions as F
+
+    from service.policy import DEFAULT_POLICY, PolicyError, load_policy_set
+
+    if slices < 1:
+        raise SparkBatchError("slices must be at least 1")
+    in_fmt = data_format(input_path, input_format, "input")
+    out_fmt = data_format(output_path, output_format, "output")
+    fs = _FS(spark, output_path)
+    source, target = _FS(spark, input_path).qualify(input_path), fs.qualify(output_path)
+    if source.rstrip("/") == target.rstrip("/"):
+        raise SparkBatchError(f"{output_path}: the output would overwrite the input")
+    policy_path = Path(policy_file) if policy_file else DEFAULT_POLICY
+    policies = load_policy_set(policy_path)  # fails fast with the field named, before any Spark job
+    try:
+        policy_text = policy_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(f"{policy_path}: {exc.strerror}") from None
+    parts = target.rstrip("/") + ".parts"
+    with tempfile.TemporaryDirectory(prefix="triage-spark-") as tmp:
+        model_dir, version = _resolve_model(model_uri, tmp)
+        manifest = _Manifest(
+            input=source,
+            input_format=in_fmt,
+            output_format=out_fmt,
+            slices=slices,
+            model_version=version,
+            policy_version=policies.base.version,
+            now=(now or datetime.now(UTC)).isoformat(),
+        )
+        previous = _read_manifest(spark, f"{parts}/manifest") if fs.exists(parts) else None
+        if fs.exists(parts) and not restart:
+            if previous is None or {k: v for k, v in previous.items() if k != "now"} != {
+                k: v for k, v in asdict(manifest).items() if k != "now"
+            }:
+                raise SparkBatchError(
+                    f"{parts} holds a partial run of another input, format, slice count, model or policy; "
+                    "rerun with --restart to discard it"
+                )
+            manifest = _Manifest(**previous)  # resumed slices keep the first run's clock
+        elif fs.exists(parts):
+            fs.delete(parts)
+        if not fs.exists(f"{parts}/manifest/_SUCCESS"):
+            _write_text(spark, f"{parts}/manifest", json.dumps(asdict(manifest)))
+        run_now = datetime.fromisoformat(manifest.now)
+
+        spark.sparkContext.addFile(model_dir, recursive=True)
+        model_file = os.path.basename(model_dir.rstrip("/"))
+        raw = _read(spark, input_path, in_fmt)
+        offsets = _line_offsets(raw, in_fmt)
+        report = SparkReport(slices=slices, output=target)
+        for index in range(slices):
+            done_dir = f"{parts}/slice-{index:05d}"
+            if fs.exists(f"{done_dir}/_SUCCESS"):
+                report.resumed_slices += 1
+            else:
+                parsed = raw.mapInPandas(_parse_rows(offsets, in_fmt, slices, index), _PARSED)  # type: ignore[arg-type]
+                scored = _flag_duplicates(parsed).mapInPandas(
+                    _score_rows(model_file, version, policy_text, str(policy_path), run_now),  # type: ignore[arg-type]
+                    _SCORED,
+                )
+                scored.write.mode("overwrite").parquet(done_dir)
+            if on_slice is not None:
+                on_slice(index + 1, slices)
+
+        every = spark.read.parquet(*[f"{parts}/slice-{i:05d}" for i in range(slices)])
+        _write_output(every.filter(F.col("record").isNotNull()), target, out_fmt)
+        errors = every.filter(F.col("record").isNull()).orderBy("file", "line")
+        report.invalid = errors.count()
+        report.scored = (
+            spark.read.parquet(*[f"{parts}/slice-{i:05d}" for i in range(slices)])
+            .filter(F.col("record").isNotNull())
+            .count()
+        )
+        errors_target = target.rstrip("/") + ".errors"
+        if report.invalid:
+            errors.select(F.to_json(F.struct("file", "line", "field", "message")).alias("value")).write.mode(
+                "overwrite"
+            ).text(errors_target)
+            report.errors_output = errors_target
+            report.problems = [
+                Problem(r["file"], int(r["line"]), r["field"], r["message"]) for r in errors.limit(20).collect()
+            ]
+        elif fs.exists(errors_target):
+            fs.delete(errors_target)
+        fs.delete(parts)
+    return report
+
+
+def _write_output(records: DataFrame, target: str, fmt: str) -> None:
+    """The scored records, in input order (file, line), as JSON lines, Parquet (nested) or CSV (flat columns)."""
+    from pyspark.sql import functions as F
+
+    ordered = records.orderBy("file", "line")
+    if fmt == "jsonl":
+        ordered.select(F.col("record").alias("value")).write.mode("overwrite").text(target)
+        return
+    if fmt == "parquet":
+        schema = _record_schema()
+        parsed = ordered.select(F.from_json("record", schema).alias("r")).select("r.*")
+        parsed.write.mode("overwrite").parquet(target)
+        return
+    columns = _flat_columns()
+    flat = ordered.select("record").mapInPandas(_flatten(columns), ", ".join(f"`{c}` string" for c in columns))  # type: ignore[arg-type]
+    flat.write.mode("overwrite").option("header", "true").option("escape", '"').csv(target)
+
+
+def _record_schema() -> Any:
+    """The scored record as Spark types (the Parquet schema of ``triage score``)."""
+    from pyspark.sql.types import (
+        ArrayType,
+        BooleanType,
+        DoubleType,
+        LongType,
+        StringType,
+        StructField,
+        StructType,
+    )
+
+    def s(name: str, kind: Any) -> StructField:
+        return StructField(name, kind)
+
+    sentiment = StructType([s("negative", DoubleType()), s("neutral", DoubleType()), s("positive", DoubleType())])
+    scores = StructType(
+        [s("sentiment", sentiment), s("toxic", DoubleType()), s("complaint", DoubleType()), s("question", DoubleType())]
+    )
+    return StructType(
+        [
+            s("id", StringType()),
+            s("language", StringType()),
+            s("sentiment", StringType()),
+            s("toxic", BooleanType()),
+            s("complaint", BooleanType()),
+            s("question", BooleanType()),
+            s("scores", scores),
+            s("priority", StringType()),
+            s("priority_score", LongType()),
+            s("respond_within_minutes", LongType()),
+            s("respond_by", StringType()),
+            s("action", StringType()),
+            s("reasons", ArrayType(StringType())),
+            s("questions", ArrayType(StringType())),
+            s("model_version", StringType()),
+            s("policy_version", StringType()),
+        ]
+    )
+
+
+def _flat_columns() -> list[str]:
+    """The CSV columns of a scored record, as ``triage score`` writes them."""
+    from service.batch import record_to_flat
+
+    sample: dict[str, Any] = {f.name: None for f in _record_schema().fields}
+    sample["scores"] = {"sentiment": {"negative": 0, "neutral": 0, "positive": 0}, "toxic": 0, "complaint": 0}
+    sample["scores"]["question"] = 0
+    return list(record_to_flat(sample))
+
+
+def _flatten(columns: list[str]) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        import pandas as pd
+
+        from service.batch import record_to_flat
+
+        for batch in batches:
+            rows = [record_to_flat(json.loads(r)) for r in batch["record"]]
+            yield pd.DataFrame(
+                [[None if row.get(c) is None else str(row[c]) for c in columns] for row in rows], columns=columns
+            )
+
+    return run
