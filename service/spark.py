@@ -13,11 +13,14 @@ detection is not replayed (it needs the comments in time order; ``triage score -
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
+import uuid
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -41,6 +44,7 @@ _CORRUPT = "_corrupt_record"
 _PARSED = "file string, line long, id string, comment string, field string, message string"
 _SCORED = "file string, line long, record string, field string, message string"
 _SCORE_BATCH = 256  # comments per model call in a worker
+_ROWS_PER_TASK = 20_000  # at most, per scoring task
 
 
 class SparkBatchError(Exception):
@@ -124,9 +128,9 @@ def _read(spark: SparkSession, path: str, fmt: str) -> DataFrame:
     )
 
 
-def _line_offsets(raw: DataFrame, fmt: str) -> dict[tuple[str, int], int]:
-    """The first line of each (file, Spark partition) of the input: a partition reads a file's rows in order,
-    and a file's partitions come in order, so lines are counted per file across its partitions."""
+def _line_offsets(raw: DataFrame, fmt: str) -> tuple[dict[tuple[str, int], int], int]:
+    """The first line of each (file, Spark partition) of the input, and the lines in all: a partition reads a
+    file's rows in order, and a file's partitions come in order, so lines are counted per file across them."""
     from pyspark.sql import functions as F
 
     counts = (
@@ -140,16 +144,25 @@ def _line_offsets(raw: DataFrame, fmt: str) -> dict[tuple[str, int], int]:
     by_file: dict[str, list[tuple[int, int]]] = {}
     for row in counts:
         by_file.setdefault(row["file"], []).append((row["pid"], int(row["lines"])))
+    total = 0
     for name, parts in by_file.items():
         at = first
         for pid, lines in sorted(parts):
             offsets[(name, pid)] = at
             at += lines
-    return offsets
+            total += lines
+    return offsets, total
 
 
 def _display(file: str) -> str:
-    return file[len("file://") :] if file.startswith("file://") else file
+    """A file as Spark names it (a URI, escaped), as a user named it: ``file:///tmp/a%20b.csv`` is ``/tmp/a b.csv``."""
+    from urllib.parse import unquote
+
+    file = unquote(file)
+    for scheme in ("file://", "file:"):
+        if file.startswith(scheme):
+            return file[len(scheme) :]
+    return file
 
 
 def slice_of(key: str, slices: int) -> int:
@@ -253,7 +266,7 @@ def _worker_scorer(model_file: str, version: str, policy_text: str, policy_origi
         context = TaskContext.get()
         cpus = context.cpus() if context is not None else 1
         os.environ.setdefault("TRIAGE_ONNX_THREADS", str(cpus))  # a task's share of the cores, not all of them
-        path = model_file if os.path.isdir(model_file) else SparkFiles.get(model_file)
+        path = model_file if os.path.isdir(model_file) else SparkFiles.get(model_file)  # a folder, or shipped
         predictor = predictor_from(path, version)
         policies = parse_policy_set(yaml.safe_load(policy_text), policy_origin)
         scorer = Scorer(predictor, policies)
@@ -317,6 +330,16 @@ class _FS:
     def delete(self, path: str) -> None:
         self._fs.delete(self._path(path), True)
 
+    def fingerprint(self, files: list[str]) -> str:
+        """Names, sizes and modification times of the files: another input under the same path differs."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for name in sorted(files):
+            status = self._fs.getFileStatus(self._path(name))
+            digest.update(f"{name}\t{status.getLen()}\t{status.getModificationTime()}\n".encode())
+        return digest.hexdigest()
+
     def qualify(self, path: str) -> str:
         return str(self._fs.makeQualified(self._path(path)).toString())
 
@@ -324,6 +347,7 @@ class _FS:
 @dataclass(frozen=True)
 class _Manifest:
     input: str
+    input_files: str
     input_format: str
     output_format: str
     slices: int
@@ -344,17 +368,32 @@ def _write_text(spark: SparkSession, path: str, text: str) -> None:
     spark.createDataFrame([(text,)], "value string").coalesce(1).write.mode("overwrite").text(path)
 
 
-def _resolve_model(uri: str, tmp: str) -> tuple[str, str]:
-    """A local copy of the model's files (to ship to the workers) and its version label."""
+_SHIPPED: dict[tuple[str, str], str] = {}  # (Spark application, model) -> the name its files were shipped under
+
+
+def _ship_model(spark: SparkSession, uri: str) -> tuple[str, str]:
+    """Ship the model's files to the workers once per Spark application: ``(name, version label)``.
+
+    Spark fetches every file added to a context at the next task, and refuses a name whose source has changed: a
+    copy made for one run and removed after it would fail the next job if that run died before a task fetched it.
+    So the copy stays (under the temporary folder, removed when the process exits) and is shipped once."""
     import mlflow.artifacts
 
     from service.predictor import resolve_model
 
     load_uri, version, _ = resolve_model(uri)
-    if os.path.isdir(load_uri):
-        return os.path.abspath(load_uri), version
-    local = mlflow.artifacts.download_artifacts(artifact_uri=load_uri, dst_path=os.path.join(tmp, "model"))
-    return local, version
+    key = (spark.sparkContext.applicationId, os.path.abspath(load_uri) if os.path.isdir(load_uri) else load_uri)
+    if key not in _SHIPPED:
+        root = tempfile.mkdtemp(prefix="triage-spark-")
+        atexit.register(shutil.rmtree, root, True)
+        name = f"triage-model-{uuid.uuid4().hex[:12]}"
+        if os.path.isdir(load_uri):
+            local = shutil.copytree(load_uri, os.path.join(root, name))
+        else:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=load_uri, dst_path=os.path.join(root, name))
+        spark.sparkContext.addFile(local, recursive=True)
+        _SHIPPED[key] = os.path.basename(local.rstrip("/"))
+    return _SHIPPED[key], version
 
 
 def score_spark(
@@ -394,73 +433,73 @@ def score_spark(
     except OSError as exc:
         raise PolicyError(f"{policy_path}: {exc.strerror}") from None
     parts = target.rstrip("/") + ".parts"
-    with tempfile.TemporaryDirectory(prefix="triage-spark-") as tmp:
-        model_dir, version = _resolve_model(model_uri, tmp)
-        manifest = _Manifest(
-            input=source,
-            input_format=in_fmt,
-            output_format=out_fmt,
-            slices=slices,
-            model_version=version,
-            policy_version=policies.base.version,
-            now=(now or datetime.now(UTC)).isoformat(),
-        )
-        previous = _read_manifest(spark, f"{parts}/manifest") if fs.exists(parts) else None
-        if fs.exists(parts) and not restart:
-            if previous is None or {k: v for k, v in previous.items() if k != "now"} != {
-                k: v for k, v in asdict(manifest).items() if k != "now"
-            }:
-                raise SparkBatchError(
-                    f"{parts} holds a partial run of another input, format, slice count, model or policy; "
-                    "rerun with --restart to discard it"
-                )
-            manifest = _Manifest(**previous)  # resumed slices keep the first run's clock
-        elif fs.exists(parts):
-            fs.delete(parts)
-        if not fs.exists(f"{parts}/manifest/_SUCCESS"):
-            _write_text(spark, f"{parts}/manifest", json.dumps(asdict(manifest)))
-        run_now = datetime.fromisoformat(manifest.now)
-
-        spark.sparkContext.addFile(model_dir, recursive=True)
-        model_file = os.path.basename(model_dir.rstrip("/"))
-        raw = _read(spark, input_path, in_fmt)
-        offsets = _line_offsets(raw, in_fmt)
-        report = SparkReport(slices=slices, output=target)
-        for index in range(slices):
-            done_dir = f"{parts}/slice-{index:05d}"
-            if fs.exists(f"{done_dir}/_SUCCESS"):
-                report.resumed_slices += 1
-            else:
-                parsed = raw.mapInPandas(_parse_rows(offsets, in_fmt, slices, index), _PARSED)  # type: ignore[arg-type]
-                scored = _flag_duplicates(parsed).mapInPandas(
-                    _score_rows(model_file, version, policy_text, str(policy_path), run_now),  # type: ignore[arg-type]
-                    _SCORED,
-                )
-                scored.write.mode("overwrite").parquet(done_dir)
-            if on_slice is not None:
-                on_slice(index + 1, slices)
-
-        every = spark.read.parquet(*[f"{parts}/slice-{i:05d}" for i in range(slices)])
-        _write_output(every.filter(F.col("record").isNotNull()), target, out_fmt)
-        errors = every.filter(F.col("record").isNull()).orderBy("file", "line")
-        report.invalid = errors.count()
-        report.scored = (
-            spark.read.parquet(*[f"{parts}/slice-{i:05d}" for i in range(slices)])
-            .filter(F.col("record").isNotNull())
-            .count()
-        )
-        errors_target = target.rstrip("/") + ".errors"
-        if report.invalid:
-            errors.select(F.to_json(F.struct("file", "line", "field", "message")).alias("value")).write.mode(
-                "overwrite"
-            ).text(errors_target)
-            report.errors_output = errors_target
-            report.problems = [
-                Problem(r["file"], int(r["line"]), r["field"], r["message"]) for r in errors.limit(20).collect()
-            ]
-        elif fs.exists(errors_target):
-            fs.delete(errors_target)
+    model_file, version = _ship_model(spark, model_uri)
+    raw = _read(spark, input_path, in_fmt)
+    manifest = _Manifest(
+        input=source,
+        input_files=_FS(spark, input_path).fingerprint(raw.inputFiles()),
+        input_format=in_fmt,
+        output_format=out_fmt,
+        slices=slices,
+        model_version=version,
+        policy_version=policies.base.version,
+        now=(now or datetime.now(UTC)).isoformat(),
+    )
+    previous = _read_manifest(spark, f"{parts}/manifest") if fs.exists(parts) else None
+    if fs.exists(parts) and not restart:
+        if previous is None or {k: v for k, v in previous.items() if k != "now"} != {
+            k: v for k, v in asdict(manifest).items() if k != "now"
+        }:
+            raise SparkBatchError(
+                f"{parts} holds a partial run of another input (or the input has changed), format, slice count, "
+                "model or policy; "
+                "rerun with --restart to discard it"
+            )
+        manifest = _Manifest(**previous)  # resumed slices keep the first run's clock
+    elif fs.exists(parts):
         fs.delete(parts)
+    if not fs.exists(f"{parts}/manifest/_SUCCESS"):
+        _write_text(spark, f"{parts}/manifest", json.dumps(asdict(manifest)))
+    run_now = datetime.fromisoformat(manifest.now)
+
+    offsets, lines = _line_offsets(raw, in_fmt)
+    rows_per_slice = lines // slices
+    tasks = max(2 * spark.sparkContext.defaultParallelism, -(-rows_per_slice // _ROWS_PER_TASK))
+    report = SparkReport(slices=slices, output=target)
+    for index in range(slices):
+        done_dir = f"{parts}/slice-{index:05d}"
+        if fs.exists(f"{done_dir}/_SUCCESS"):
+            report.resumed_slices += 1
+        else:
+            parsed = raw.mapInPandas(_parse_rows(offsets, in_fmt, slices, index), _PARSED)  # type: ignore[arg-type]
+            # Scoring is the costly step: spread it over every core, whatever the input's partitions were (a
+            # small file is one) and however the shuffle before it would be coalesced.
+            spread = _flag_duplicates(parsed).repartition(tasks, "file", "line")
+            scored = spread.mapInPandas(
+                _score_rows(model_file, version, policy_text, str(policy_path), run_now),  # type: ignore[arg-type]
+                _SCORED,
+            )
+            scored.write.mode("overwrite").parquet(done_dir)
+        if on_slice is not None:
+            on_slice(index + 1, slices)
+
+    every = spark.read.parquet(*[f"{parts}/slice-{i:05d}" for i in range(slices)])
+    _write_output(every.filter(F.col("record").isNotNull()), target, out_fmt)
+    errors = every.filter(F.col("record").isNull()).orderBy("file", "line")
+    report.invalid = errors.count()
+    report.scored = every.filter(F.col("record").isNotNull()).count()
+    errors_target = target.rstrip("/") + ".errors"
+    if report.invalid:
+        errors.select(F.to_json(F.struct("file", "line", "field", "message")).alias("value")).write.mode(
+            "overwrite"
+        ).text(errors_target)
+        report.errors_output = errors_target
+        report.problems = [
+            Problem(r["file"], int(r["line"]), r["field"], r["message"]) for r in errors.limit(20).collect()
+        ]
+    elif fs.exists(errors_target):
+        fs.delete(errors_target)
+    fs.delete(parts)
     return report
 
 

@@ -143,6 +143,34 @@ def test_a_folder_of_part_files_is_numbered_per_file(spark, registry, tmp_path):
     assert report.problems[0] == Problem(errors[0]["file"], 3, "json", errors[0]["message"])
 
 
+def test_lines_are_counted_across_the_partitions_of_one_large_file(spark, registry, tmp_path):
+    source = tmp_path / "big.jsonl"
+    lines = []
+    for i in range(1, 301):
+        if i % 37 == 0:
+            lines.append("{broken")
+        elif i % 53 == 0:
+            lines.append(json.dumps({"id": f"r{i}", "text": " "}))
+        else:
+            lines.append(json.dumps({**GOOD[i % len(GOOD)], "id": f"r{i}"}, ensure_ascii=False))
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "4096")  # Spark splits the file by bytes
+    try:
+        assert spark.read.text(str(source)).rdd.getNumPartitions() > 5
+        target = tmp_path / "out.jsonl"
+        report = spark_batch.score_spark(
+            spark, str(source), str(target), "models:/comment-triage@champion", None, slices=2, now=NOW
+        )
+    finally:
+        spark.conf.unset("spark.sql.files.maxPartitionBytes")
+    bad = sorted([i for i in range(1, 301) if i % 37 == 0] + [i for i in range(1, 301) if i % 53 == 0 and i % 37])
+    assert [(e["line"], e["field"]) for e in errors_of(Path(f"{target}.errors"))] == [
+        (i, "json" if i % 37 == 0 else "text") for i in bad
+    ]
+    assert [r["id"] for r in read_dataset(target, "jsonl")] == [f"r{i}" for i in range(1, 301) if i not in bad]
+    assert report.scored == 300 - len(bad)
+
+
 class Killed(BaseException):
     """The driver dying between two slices."""
 
@@ -179,7 +207,11 @@ def test_a_run_that_dies_resumes_at_the_first_slice_not_done(spark, registry, tm
         spark_batch.score_spark(spark, str(source), str(target), uri, None, slices=4, now=NOW, on_slice=die_after_two)
     with pytest.raises(spark_batch.SparkBatchError, match="--restart"):
         spark_batch.score_spark(spark, str(source), str(target), uri, None, slices=2, now=NOW)
-    assert spark_batch.score_spark(spark, str(source), str(target), uri, None, slices=2, restart=True).scored == 40
+    with source.open("a", encoding="utf-8") as handle:  # and so is the input once it has changed
+        handle.write(json.dumps({"id": "late", "text": "Danke!"}) + "\n")
+    with pytest.raises(spark_batch.SparkBatchError, match="the input has changed"):
+        spark_batch.score_spark(spark, str(source), str(target), uri, None, slices=4, now=NOW)
+    assert spark_batch.score_spark(spark, str(source), str(target), uri, None, slices=2, restart=True).scored == 41
 
 
 def test_a_comment_that_fails_to_score_is_reported_and_its_neighbours_kept(registry, predictor):
@@ -236,9 +268,15 @@ def test_score_spark_cli(spark, registry, tmp_path, monkeypatch):
     no_format = runner.invoke(app, ["score-spark", str(source), str(tmp_path / "folder")])
     assert no_format.exit_code == 2 and "give --output-format" in no_format.output
     missing = runner.invoke(app, ["score-spark", str(tmp_path / "nope.jsonl"), str(tmp_path / "o.jsonl")])
-    assert missing.exit_code == 2 and "Spark could not read or write the data" in missing.output
+    assert missing.exit_code == 2 and "the Spark job failed: [PATH_NOT_FOUND]" in missing.output
     assert "nope.jsonl" in missing.output
     no_model = runner.invoke(app, ["score-spark", str(source), str(tmp_path / "o.jsonl"), "--model", "models:/nope/3"])
     assert no_model.exit_code == 2 and "cannot load model models:/nope/3" in no_model.output
+    only_bad = tmp_path / "bad.csv"
+    only_bad.write_text('id,text\nq1,\n"q2,"unclosed\n', encoding="utf-8")
+    nothing = runner.invoke(app, ["score-spark", str(only_bad), str(tmp_path / "none.jsonl")])
+    assert nothing.exit_code == 0, nothing.output
+    assert "scored 0 comments" in nothing.output and f"{only_bad}:2: text:" in nothing.output
+    assert read_dataset(tmp_path / "none.jsonl", "jsonl") == []
     same = runner.invoke(app, ["score-spark", str(source), str(source)])
     assert same.exit_code == 2 and "would overwrite the input" in same.output

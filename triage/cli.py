@@ -403,15 +403,16 @@ def score_spark(
         data_format(output_path, output_format, "output")
     except SparkBatchError as exc:
         _fail(str(exc))
-    try:
-        from pyspark.errors import PySparkException
-    except ImportError:  # pragma: no cover - PySpark < 3.4
-        PySparkException = RuntimeError  # noqa: N806
+    from py4j.protocol import Py4JError
+    from pyspark.errors import PySparkException
     from pyspark.sql import SparkSession
 
     ours = SparkSession.getActiveSession() is None  # a session someone else started is left running
     # Under spark-submit (which hands the driver a gateway) its --master stands; run directly, all local cores.
-    spark = build_session(master or (None if "PYSPARK_GATEWAY_PORT" in os.environ else "local[*]"))
+    try:
+        spark = build_session(master or (None if "PYSPARK_GATEWAY_PORT" in os.environ else "local[*]"))
+    except Exception as exc:  # no Java, a bad master URL, ...
+        _fail(f"cannot start Spark (it needs Java 17 or newer): {_first_line(exc)}")
 
     def progress(done: int, total: int) -> None:
         typer.echo(f"slice {done} of {total} done", err=True)
@@ -432,9 +433,8 @@ def score_spark(
     except (SparkBatchError, PolicyError) as exc:
         _fail(str(exc))
         return
-    except PySparkException as exc:
-        first = (str(exc).strip().splitlines() or [""])[0][:300]
-        _fail(f"Spark could not read or write the data: {first}")
+    except (PySparkException, Py4JError) as exc:
+        _fail(f"the Spark job failed: {_first_line(exc)}")
         return
     except Exception as exc:  # MLflow raises several types for a missing or broken model
         if "mlflow" in type(exc).__module__ or "Registered" in str(exc):
@@ -450,6 +450,15 @@ def score_spark(
         typer.echo(f"{report.invalid} invalid rows reported in {report.errors_output}:", err=True)
         for problem in report.problems[:10]:
             typer.echo(f"  {problem}", err=True)
+
+
+def _first_line(exc: Exception) -> str:
+    """What a Spark error says, in one line: a Python worker's error is the last line of its traceback."""
+    java = getattr(exc, "java_exception", None)  # py4j's error from the JVM: its own message says what
+    lines = [line.strip() for line in str(java if java is not None else exc).strip().splitlines() if line.strip()]
+    if any(line.startswith("Traceback") for line in lines):
+        return lines[-1][:300]
+    return (lines or [type(exc).__name__])[0][:300]
 
 
 def main() -> None:

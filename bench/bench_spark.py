@@ -1,0 +1,83 @@
+"""Batch scoring on one machine (`triage score`) against Spark (`triage score-spark`), in the same run.
+
+    .venv/bin/python bench/bench_spark.py [--comments 20000] [--model URI] [--master local[2]] [--slices 1 8]
+
+Scores the same file of seed comments (cycled, unique ids) with the champion (or ``--model``): first in-process
+as `triage score` does (the baseline), then on Spark once per ``--slices`` value. Prints comments/s and the ratio to
+the baseline, and checks that both wrote the same records. Spark's own start-up (the JVM, ~10-20 s) is timed apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--comments", type=int, default=20_000)
+    parser.add_argument("--model", default=None, help="model URI (default: the champion)")
+    parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--slices", type=int, nargs="+", default=[1, 8])
+    args = parser.parse_args()
+
+    from models.store import configure_mlflow
+    from service.batch import score_file
+    from service.policy import load_policy_set
+    from service.predictor import load_predictor
+    from service.scorer import Scorer
+    from service.settings import ServiceSettings
+    from service.spark import build_session, score_spark
+
+    settings = ServiceSettings()
+    configure_mlflow(settings.home)
+    uri = args.model or settings.model_uri
+    seed = [json.loads(line) for f in sorted((ROOT / "data" / "seed").glob("*.jsonl")) for line in f.open()]
+    now = datetime(2026, 11, 22, 12, tzinfo=UTC)
+    with tempfile.TemporaryDirectory(prefix="bench-spark-") as tmp:
+        source = Path(tmp) / "comments.jsonl"
+        with source.open("w", encoding="utf-8") as out:
+            for i in range(args.comments):
+                row = seed[i % len(seed)]
+                out.write(json.dumps({"id": f"c{i}", "text": row["text"], "created_at": now.isoformat()}) + "\n")
+        tokens = sum(len(seed[i % len(seed)]["text"].split()) for i in range(args.comments)) / args.comments
+        print(f"{args.comments} comments, {tokens:.1f} words on average; model {uri}")
+
+        scorer = Scorer(load_predictor(uri), load_policy_set(settings.policy_file))
+        started = time.perf_counter()
+        score_file(source, Path(tmp) / "one.jsonl", scorer, progress=False, now=now)
+        base = args.comments / (time.perf_counter() - started)
+        print(f"triage score (one process, chunks of 1000): {base:8.1f} comments/s  1.00x")
+        expected = [json.loads(line) for line in (Path(tmp) / "one.jsonl").open()]
+
+        started = time.perf_counter()
+        spark = build_session(args.master, app_name="bench-spark")
+        spark.range(1).count()
+        print(f"Spark start-up ({args.master}): {time.perf_counter() - started:.1f} s (not counted below)")
+        for slices in args.slices:
+            target = Path(tmp) / f"spark-{slices}.jsonl"
+            started = time.perf_counter()
+            report = score_spark(
+                spark,
+                str(source),
+                str(target),
+                uri,
+                settings.policy_file and str(settings.policy_file),
+                slices=slices,
+                now=now,
+            )
+            rate = report.scored / (time.perf_counter() - started)
+            got = [json.loads(line) for f in sorted(target.glob("part-*")) for line in f.open()]
+            same = "same records" if got == expected else "RECORDS DIFFER"
+            print(f"score-spark {args.master}, {slices} slice(s): {rate:8.1f} comments/s  {rate / base:.2f}x  ({same})")
+        spark.stop()
+
+
+if __name__ == "__main__":
+    main()
