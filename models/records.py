@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 SUFFIXES = (".jsonl", ".csv", ".parquet")
 
@@ -34,43 +34,47 @@ def read_records(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, Probl
     if suffix == ".jsonl":
         yield from _read_jsonl(path)
     elif suffix == ".csv":
-        yield from _read_csv(path)
+        with path.open("rb") as handle:
+            yield from read_csv(str(path), handle)
     elif suffix == ".parquet":
-        yield from _read_parquet(path)
+        yield from read_parquet(str(path), path)
     else:
         raise ValueError(f"unsupported format: {path}")
+
+
+def jsonl_row(name: str, lineno: int, raw: bytes) -> tuple[dict[str, Any] | None, Problem | None] | None:
+    """One JSONL line: its record or its problem, or None for a blank line (skipped, but counted)."""
+    try:
+        line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+    except UnicodeDecodeError as exc:
+        return None, Problem(name, lineno, "encoding", f"undecodable bytes at column {exc.start + 1}")
+    if not line.strip():
+        return None
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return None, Problem(name, lineno, "json", f"invalid JSON ({exc.msg})")
+    if not isinstance(record, dict):
+        return None, Problem(name, lineno, "json", "a row must be a JSON object")
+    return record, None
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, Problem | None]]:
     name = str(path)
     with path.open("rb") as handle:
         for lineno, raw in enumerate(handle, start=1):
-            try:
-                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
-            except UnicodeDecodeError as exc:
-                yield lineno, None, Problem(name, lineno, "encoding", f"undecodable bytes at column {exc.start + 1}")
-                continue
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield lineno, None, Problem(name, lineno, "json", f"invalid JSON ({exc.msg})")
-                continue
-            if not isinstance(record, dict):
-                yield lineno, None, Problem(name, lineno, "json", "a row must be a JSON object")
-                continue
-            yield lineno, record, None
+            row = jsonl_row(name, lineno, raw)
+            if row is not None:
+                yield lineno, row[0], row[1]
 
 
-def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, Problem | None]]:
-    """Streams the file; each physical line is decoded on its own so a bad byte names its line.
+def read_csv(name: str, handle: BinaryIO) -> Iterator[tuple[int, dict[str, Any] | None, Problem | None]]:
+    """Streams a CSV file opened in binary; each physical line is decoded on its own so a bad byte names its line.
 
     A malformed record (a stray or unclosed quote, an oversized field) is reported at its first line, and
     reading goes on at the line after it: the lines the bad record swallowed are read again as rows of
     their own, so an unclosed quote costs its own row, not the rest of the file.
     """
-    name = str(path)
     bad_lines: set[int] = set()
     pending: deque[tuple[int, bytes]] = deque()  # lines to read again after a malformed record
     consumed: list[tuple[int, bytes]] = []  # the lines the current record was read from
@@ -93,53 +97,53 @@ def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, Problem 
                 bad_lines.add(lineno)
                 yield raw.decode("utf-8", errors="replace")
 
-    with path.open("rb") as handle:
-        source = enumerate(handle, start=1)
-        # strict: a quote that never closes is an error, not the rest of the file read into one field
-        reader = csv.reader(lines(source), strict=True)
+    source = enumerate(handle, start=1)
+    # strict: a quote that never closes is an error, not the rest of the file read into one field
+    reader = csv.reader(lines(source), strict=True)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    except csv.Error as exc:
+        yield 1, None, Problem(name, 1, "header", f"unreadable CSV header ({exc})")
+        return
+    if bad_lines:
+        yield 1, None, Problem(name, 1, "encoding", "undecodable bytes in the header")
+        return
+    while True:
+        consumed.clear()
         try:
-            header = next(reader)
+            values = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            yield 1, None, Problem(name, 1, "header", f"unreadable CSV header ({exc})")
-            return
-        if bad_lines:
-            yield 1, None, Problem(name, 1, "encoding", "undecodable bytes in the header")
-            return
-        while True:
-            consumed.clear()
-            try:
-                values = next(reader)
-            except StopIteration:
+            if not consumed:
                 return
-            except csv.Error as exc:
-                if not consumed:
-                    return
-                start = consumed[0][0]
-                why = "a quoted field opened here never closes" if "end of data" in str(exc) else str(exc)
-                yield start, None, Problem(name, start, "csv", f"malformed CSV ({why})")
-                pending.extendleft(reversed(consumed[1:]))  # read on from the line after the bad one
-                reader = csv.reader(lines(source), strict=True)  # an unclosed quote ran the last one dry
-                continue
-            start, end = consumed[0][0], consumed[-1][0]
-            if not values:
-                pass
-            elif any(line in bad_lines for line in range(start, end + 1)):
-                yield start, None, Problem(name, start, "encoding", "undecodable bytes")
-            elif len(values) > len(header):
-                yield start, None, Problem(name, start, "csv", "more fields than the header names")
-            else:
-                yield start, {k: (None if v == "" else v) for k, v in zip(header, values, strict=False)}, None
+            start = consumed[0][0]
+            why = "a quoted field opened here never closes" if "end of data" in str(exc) else str(exc)
+            yield start, None, Problem(name, start, "csv", f"malformed CSV ({why})")
+            pending.extendleft(reversed(consumed[1:]))  # read on from the line after the bad one
+            reader = csv.reader(lines(source), strict=True)  # an unclosed quote ran the last one dry
+            continue
+        start, end = consumed[0][0], consumed[-1][0]
+        if not values:
+            pass
+        elif any(line in bad_lines for line in range(start, end + 1)):
+            yield start, None, Problem(name, start, "encoding", "undecodable bytes")
+        elif len(values) > len(header):
+            yield start, None, Problem(name, start, "csv", "more fields than the header names")
+        else:
+            yield start, {k: (None if v == "" else v) for k, v in zip(header, values, strict=False)}, None
 
 
-def _read_parquet(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, Problem | None]]:
+def read_parquet(name: str, source: Path | BinaryIO) -> Iterator[tuple[int, dict[str, Any] | None, Problem | None]]:
+    """A Parquet file's rows (numbered from 1), read a batch at a time; text columns stored as bytes decoded."""
     import pyarrow.parquet as pq
 
     try:
-        parquet = pq.ParquetFile(path)
+        parquet = pq.ParquetFile(source)
     except Exception as exc:  # pyarrow raises several types for a broken file
-        yield 0, None, Problem(str(path), 0, "parquet", f"unreadable Parquet file ({type(exc).__name__})")
+        yield 0, None, Problem(name, 0, "parquet", f"unreadable Parquet file ({type(exc).__name__})")
         return
     row = 0
     for batch in parquet.iter_batches(batch_size=8192):
@@ -150,7 +154,7 @@ def _read_parquet(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, Prob
                     try:
                         record[key] = value.decode("utf-8")
                     except UnicodeDecodeError:
-                        yield row, None, Problem(str(path), row, key, "undecodable bytes")
+                        yield row, None, Problem(name, row, key, "undecodable bytes")
                         break
             else:
                 yield row, record, None

@@ -95,6 +95,23 @@ class _RowError(ValueError):
         self.field, self.message = field, message
 
 
+def to_comment(name: str, line: int, record: dict[str, Any]) -> tuple[CommentIn | None, Problem | None]:
+    """A row as a comment, or the problem that names its line and field."""
+    try:
+        return CommentIn.model_validate(_nest_author(record)), None
+    except _RowError as exc:
+        return None, Problem(name, line, exc.field, exc.message)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "row"
+        return None, Problem(name, line, where, err["msg"])
+
+
+def duplicate_id(name: str, line: int, comment_id: str, first: str) -> Problem:
+    """A second row with an id (the HTTP API refuses one); ``first`` says where the first was."""
+    return Problem(name, line, "id", f"duplicate id {comment_id!r} (first on {first})")
+
+
 def read_comments(path: Path) -> Iterator[tuple[int, CommentIn | None, Problem | None]]:
     name = str(path)
     seen: dict[str, int] = {}  # id -> line: a second row with an id is reported, as the HTTP API refuses it
@@ -103,22 +120,12 @@ def read_comments(path: Path) -> Iterator[tuple[int, CommentIn | None, Problem |
             yield line, None, problem
             continue
         assert record is not None
-        try:
-            comment = CommentIn.model_validate(_nest_author(record))
-        except _RowError as exc:
-            yield line, None, Problem(name, line, exc.field, exc.message)
-            continue
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "row"
-            yield line, None, Problem(name, line, where, err["msg"])
+        comment, problem = to_comment(name, line, record)
+        if comment is None:
+            yield line, None, problem
             continue
         if comment.id in seen:
-            yield (
-                line,
-                None,
-                Problem(name, line, "id", f"duplicate id {comment.id!r} (first on line {seen[comment.id]})"),
-            )
+            yield line, None, duplicate_id(name, line, comment.id, f"line {seen[comment.id]}")
             continue
         seen[comment.id] = line
         yield line, comment, None

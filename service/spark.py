@@ -14,6 +14,7 @@ detection is not replayed (it needs the comments in time order; ``triage score -
 from __future__ import annotations
 
 import atexit
+import hashlib
 import json
 import logging
 import os
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("jsonl", "csv", "parquet")
 _ALIASES = {"json": "jsonl", "ndjson": "jsonl"}
-_CORRUPT = "_corrupt_record"
 _PARSED = "file string, line long, id string, comment string, field string, message string"
 _SCORED = "file string, line long, record string, field string, message string"
 _SCORE_BATCH = 256  # comments per model call in a worker
@@ -98,57 +98,46 @@ def build_session(master: str | None = None, app_name: str = "comment-triage-sco
 
 # -- reading: every row with its file and line ---------------------------------------------------------------------
 def _read(spark: SparkSession, path: str, fmt: str) -> DataFrame:
-    """Columns ``file``, ``payload`` (a JSONL line, or the row as JSON) and ``lines`` (physical lines it spans)."""
+    """The input as Spark reads it, before any Python: ``file``, ``block`` and ``payload`` (bytes).
+
+    JSONL is read as lines (``payload``: one line's bytes), split into blocks as Spark splits a large file, so one
+    file's lines are read by many tasks; ``block`` is where the line's split starts in its file. CSV and Parquet
+    are read whole, a file per row (``block`` 0), and parsed in Python by the readers of ``triage score``: the same
+    lines, values and problems (a quote that never closes, a bad byte, NaN as not given), which Spark's own readers
+    would not give (its CSV reader maps columns by position across files and reads an unclosed quote to the end)."""
     from pyspark.sql import functions as F
-    from pyspark.sql.types import StringType, StructField, StructType
 
     if fmt == "jsonl":
-        df = spark.read.text(path, wholetext=False)
-        return df.select(F.input_file_name().alias("file"), F.col("value").alias("payload"), F.lit(1).alias("lines"))
-    if fmt == "parquet":
-        df = spark.read.parquet(path)
-        data = [F.col(f"`{c}`") for c in df.columns]
+        df = spark.read.option("lineSep", "\n").text(path)  # \n only, as Python reads lines: a \r stays in its line
         return df.select(
-            F.input_file_name().alias("file"), F.to_json(F.struct(*data)).alias("payload"), F.lit(1).alias("lines")
+            F.col("_metadata.file_path").alias("file"),
+            F.col("_metadata.file_block_start").alias("block"),
+            F.col("value").cast("binary").alias("payload"),  # the line's bytes, undecoded: a bad byte is reported
         )
-    options = {"header": "true", "multiLine": "true", "escape": '"', "mode": "PERMISSIVE"}
-    header = spark.read.options(**options).csv(path).columns
-    schema = StructType([StructField(c, StringType()) for c in header] + [StructField(_CORRUPT, StringType())])
-    df = spark.read.options(**options, columnNameOfCorruptRecord=_CORRUPT).schema(schema).csv(path)
-    data = [F.col(f"`{c}`").alias(c) for c in header]
-    # A quoted field may hold line breaks: the record then spans 1 + that many physical lines.
-    breaks = [F.coalesce(F.size(F.split(F.col(f"`{c}`"), "\n")) - 1, F.lit(0)) for c in header]
-    spanned = F.lit(1)
-    for b in breaks:
-        spanned = spanned + F.greatest(b, F.lit(0))
+    df = spark.read.format("binaryFile").load(path)
     return df.select(
-        F.input_file_name().alias("file"),
-        F.when(F.col(_CORRUPT).isNotNull(), F.lit(None)).otherwise(F.to_json(F.struct(*data))).alias("payload"),
-        F.when(F.col(_CORRUPT).isNotNull(), F.lit(-1)).otherwise(spanned).alias("lines"),
+        F.col("path").alias("file"), F.lit(0).cast("long").alias("block"), F.col("content").alias("payload")
     )
 
 
 def _line_offsets(raw: DataFrame, fmt: str) -> tuple[dict[tuple[str, int], int], int]:
-    """The first line of each (file, Spark partition) of the input, and the lines in all: a partition reads a
-    file's rows in order, and a file's partitions come in order, so lines are counted per file across them."""
+    """The first line of each (file, block) of a JSONL input, and the rows in all: a block's lines are read in
+    order, and blocks start where the one before ended, so a file's lines are counted across its blocks whichever
+    tasks read them (the key depends on the file's bytes only, not on how a job partitions them)."""
     from pyspark.sql import functions as F
 
-    counts = (
-        raw.select("file", F.spark_partition_id().alias("pid"), F.abs(F.col("lines")).alias("lines"))
-        .groupBy("file", "pid")
-        .agg(F.sum("lines").alias("lines"))
-        .collect()
-    )
-    first = 2 if fmt == "csv" else 1  # a CSV file's header is its line 1
+    if fmt != "jsonl":  # a file per row, numbered from its own line 1
+        return {}, 0
+    counts = raw.groupBy("file", "block").agg(F.count(F.lit(1)).alias("lines")).collect()
     offsets: dict[tuple[str, int], int] = {}
     by_file: dict[str, list[tuple[int, int]]] = {}
     for row in counts:
-        by_file.setdefault(row["file"], []).append((row["pid"], int(row["lines"])))
+        by_file.setdefault(row["file"], []).append((int(row["block"]), int(row["lines"])))
     total = 0
-    for name, parts in by_file.items():
-        at = first
-        for pid, lines in sorted(parts):
-            offsets[(name, pid)] = at
+    for name, blocks in by_file.items():
+        at = 1
+        for block, lines in sorted(blocks):
+            offsets[(name, block)] = at
             at += lines
             total += lines
     return offsets, total
@@ -169,92 +158,79 @@ def slice_of(key: str, slices: int) -> int:
     return zlib.crc32(key.encode("utf-8")) % slices
 
 
+def _rows_of(
+    fmt: str, name: str, payload: bytes, line: int
+) -> Iterator[tuple[int, dict[str, Any] | None, Problem | None]]:
+    """``(line, record, problem)`` of one JSONL line (numbered ``line``), or of a whole CSV or Parquet file."""
+    import io
+
+    from models.records import jsonl_row, read_csv, read_parquet
+
+    if fmt == "jsonl":
+        row = jsonl_row(name, line, payload)
+        if row is not None:
+            yield line, row[0], row[1]
+    elif fmt == "csv":
+        yield from read_csv(name, io.BytesIO(payload))
+    else:
+        yield from read_parquet(name, io.BytesIO(payload))
+
+
 def _parse_rows(
     offsets: dict[tuple[str, int], int], fmt: str, slices: int, only: int
 ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
-    """mapInPandas over the raw rows of one partition: number them, check them as ``triage score`` does, and keep
-    those of slice ``only``."""
+    """mapInPandas over the raw input: number the rows, check them as ``triage score`` does, keep slice ``only``."""
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import pandas as pd
-        from pydantic import ValidationError
-        from pyspark import TaskContext
 
-        from service.batch import _nest_author, _RowError
-        from service.schemas import CommentIn
+        from service.batch import to_comment
 
-        context = TaskContext.get()
-        pid = context.partitionId() if context is not None else 0
-        at: dict[str, int] = {}
+        at: dict[tuple[str, int], int] = {}
         for batch in batches:
             out: list[tuple[str, int, str | None, str | None, str | None, str | None]] = []
-            for file, payload, lines in zip(batch["file"], batch["payload"], batch["lines"], strict=True):
-                line = at.setdefault(file, offsets.get((file, pid), 1))
-                at[file] = line + abs(int(lines))
+            for file, block, payload in zip(batch["file"], batch["block"], batch["payload"], strict=True):
+                key = (file, int(block))
+                first = at.get(key, offsets.get(key, 1))
+                at[key] = first + 1
                 name = _display(file)
-                problem: tuple[str, str] | None = None
-                comment: CommentIn | None = None
-                if int(lines) < 0:
-                    problem = ("csv", "malformed CSV record")
-                elif fmt == "jsonl" and (not isinstance(payload, str) or not payload.strip() or payload == "\ufeff"):
-                    continue  # a blank line, as in `triage score`
-                else:
-                    try:
-                        record = json.loads(payload.lstrip("\ufeff") if line == 1 else payload)
-                        if not isinstance(record, dict):
-                            raise _RowError("json", "a row must be a JSON object")
-                        if fmt == "csv":  # the CSV reader's text "null" columns: empty fields are left out
-                            record = {k: v for k, v in record.items() if v is not None}
-                        comment = CommentIn.model_validate(_nest_author(record))
-                    except json.JSONDecodeError as exc:
-                        problem = ("json", f"invalid JSON ({exc.msg})")
-                    except _RowError as exc:
-                        problem = (exc.field, exc.message)
-                    except ValidationError as exc:
-                        err = exc.errors()[0]
-                        problem = (".".join(str(p) for p in err["loc"]) or "row", err["msg"])
-                if comment is not None:
-                    if slice_of(comment.id, slices) == only:
-                        out.append((name, line, comment.id, comment.model_dump_json(), None, None))
-                elif problem is not None and slice_of(f"{name}:{line}", slices) == only:
-                    out.append((name, line, None, None, problem[0], problem[1]))
+                for line, record, problem in _rows_of(fmt, name, bytes(payload), first):
+                    comment = None
+                    if record is not None:
+                        comment, problem = to_comment(name, line, record)
+                    if comment is not None:
+                        if slice_of(comment.id, slices) == only:
+                            out.append((name, line, comment.id, comment.model_dump_json(), None, None))
+                    elif problem is not None and slice_of(f"{name}:{line}", slices) == only:
+                        out.append((name, line, None, None, problem.field, problem.message))
             yield pd.DataFrame(out, columns=["file", "line", "id", "comment", "field", "message"])
 
     return run
 
 
-def _flag_duplicates(parsed: DataFrame) -> DataFrame:
-    """A second row with an id is reported (as the HTTP API refuses it); the first in (file, line) order is scored."""
+def _rank_ids(parsed: DataFrame) -> DataFrame:
+    """Where each id was first seen, in (file, line) order: a later row with it is a duplicate, reported (as the
+    HTTP API refuses it) with where the first one is; the first is scored."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     order = Window.partitionBy("id").orderBy("file", "line")
-    ranked = parsed.withColumn("rank", F.when(F.col("id").isNotNull(), F.row_number().over(order))).withColumn(
-        "first_file", F.first("file").over(order)
-    )
-    ranked = ranked.withColumn("first_line", F.first("line").over(order))
-    where = F.when(
-        F.col("first_file") == F.col("file"), F.concat(F.lit("line "), F.col("first_line").cast("string"))
-    ).otherwise(F.concat(F.col("first_file"), F.lit(":"), F.col("first_line").cast("string")))
-    duplicate = F.col("rank") > 1
-    return ranked.select(
-        "file",
-        "line",
-        F.when(duplicate, F.lit(None)).otherwise(F.col("comment")).alias("comment"),
-        F.when(duplicate, F.lit("id")).otherwise(F.col("field")).alias("field"),
-        F.when(duplicate, F.concat(F.lit("duplicate id '"), F.col("id"), F.lit("' (first on "), where, F.lit(")")))
-        .otherwise(F.col("message"))
-        .alias("message"),
+    return parsed.select(
+        "*",
+        F.when(F.col("id").isNotNull(), F.row_number().over(order)).alias("rank"),
+        F.first("file").over(order).alias("first_file"),
+        F.first("line").over(order).alias("first_line"),
     )
 
 
 # -- scoring in the workers -----------------------------------------------------------------------------------------
-_WORKER_SCORERS: dict[tuple[str, str], Any] = {}
+_WORKER_SCORERS: dict[tuple[str, str, str], Any] = {}
+_FAILED_TASK = 10  # a task with at least this many comments, all failing, is a broken model: the job fails
 
 
 def _worker_scorer(model_file: str, version: str, policy_text: str, policy_origin: str) -> Any:
-    """One scorer per Python worker and model (Spark reuses workers between tasks): the model loads once."""
-    key = (model_file, version)
+    """One scorer per Python worker, model and policy (Spark reuses workers between tasks): the model loads once."""
+    key = (model_file, version, hashlib.sha256(f"{policy_origin}\n{policy_text}".encode()).hexdigest())
     scorer = _WORKER_SCORERS.get(key)
     if scorer is None:
         from pyspark import SparkFiles, TaskContext
@@ -281,28 +257,47 @@ def _score_rows(
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import pandas as pd
 
-        from service.batch import _score_chunk
+        from service.batch import _score_chunk, duplicate_id
         from service.schemas import CommentIn
 
         scorer = None
+        comments = failures = 0
+        last_error = ""
         for batch in batches:
             out: list[tuple[str, int, str | None, str | None, str | None]] = []
             pending: list[tuple[str, int, CommentIn]] = []
-            for file, line, comment, field_, message in zip(
-                batch["file"], batch["line"], batch["comment"], batch["field"], batch["message"], strict=True
-            ):
-                if not isinstance(comment, str):  # null (None or NaN through Arrow): a problem row
-                    out.append((file, int(line), None, field_, message))
-                else:
-                    pending.append((file, int(line), CommentIn.model_validate_json(comment)))
+            for row in batch.itertuples(index=False):
+                file, line = row.file, int(row.line)
+                rank = getattr(row, "rank", None)  # null where the row has no id
+                if isinstance(row.comment, str) and rank is not None and rank > 1:
+                    first = (
+                        f"line {int(row.first_line)}"
+                        if row.first_file == file
+                        else f"{row.first_file}:{int(row.first_line)}"
+                    )
+                    problem = duplicate_id(file, line, row.id, first)
+                    out.append((file, line, None, problem.field, problem.message))
+                elif isinstance(row.comment, str):
+                    pending.append((file, line, CommentIn.model_validate_json(row.comment)))
+                else:  # a row's problem (null through Arrow may be None or NaN)
+                    out.append((file, line, None, row.field, row.message))
             if pending and scorer is None:
                 scorer = _worker_scorer(model_file, version, policy_text, policy_origin)
             for start in range(0, len(pending), _SCORE_BATCH):
                 chunk = pending[start : start + _SCORE_BATCH]
                 for file in dict.fromkeys(f for f, _, _ in chunk):
                     rows = [(line, c) for f, line, c in chunk if f == file]
+                    comments += len(rows)
                     problems: list[Problem] = []
-                    scored = _score_chunk(scorer, rows, now, problems, file)
+                    try:
+                        scored = _score_chunk(scorer, rows, now, problems, file)
+                    except Exception as exc:  # every row failed: each is reported, the task decides below
+                        scored = []
+                        last_error = f"{type(exc).__name__}: {exc}"
+                        problems = [
+                            Problem(file, line, "row", f"could not be scored ({last_error})") for line, _ in rows
+                        ]
+                    failures += len(problems)
                     failed = {p.line for p in problems}
                     done = iter(scored)
                     for line, _ in rows:
@@ -310,6 +305,8 @@ def _score_rows(
                             out.append((file, line, next(done).model_dump_json(), None, None))
                     out.extend((file, p.line, None, p.field, p.message) for p in problems)
             yield pd.DataFrame(out, columns=["file", "line", "record", "field", "message"])
+        if comments >= _FAILED_TASK and failures == comments:
+            raise RuntimeError(f"every one of {comments} comments failed to score: {last_error}")
 
     return run
 
@@ -332,8 +329,6 @@ class _FS:
 
     def fingerprint(self, files: list[str]) -> str:
         """Names, sizes and modification times of the files: another input under the same path differs."""
-        import hashlib
-
         digest = hashlib.sha256()
         for name in sorted(files):
             status = self._fs.getFileStatus(self._path(name))
@@ -353,6 +348,7 @@ class _Manifest:
     slices: int
     model_version: str
     policy_version: str
+    policy_sha256: str
     now: str
 
 
@@ -443,6 +439,7 @@ def score_spark(
         slices=slices,
         model_version=version,
         policy_version=policies.base.version,
+        policy_sha256=hashlib.sha256(policy_text.encode("utf-8")).hexdigest(),
         now=(now or datetime.now(UTC)).isoformat(),
     )
     previous = _read_manifest(spark, f"{parts}/manifest") if fs.exists(parts) else None
@@ -474,7 +471,7 @@ def score_spark(
             parsed = raw.mapInPandas(_parse_rows(offsets, in_fmt, slices, index), _PARSED)  # type: ignore[arg-type]
             # Scoring is the costly step: spread it over every core, whatever the input's partitions were (a
             # small file is one) and however the shuffle before it would be coalesced.
-            spread = _flag_duplicates(parsed).repartition(tasks, "file", "line")
+            spread = _rank_ids(parsed).repartition(tasks, "file", "line")
             scored = spread.mapInPandas(
                 _score_rows(model_file, version, policy_text, str(policy_path), run_now),  # type: ignore[arg-type]
                 _SCORED,
@@ -518,7 +515,8 @@ def _write_output(records: DataFrame, target: str, fmt: str) -> None:
         return
     columns = _flat_columns()
     flat = ordered.select("record").mapInPandas(_flatten(columns), ", ".join(f"`{c}` string" for c in columns))  # type: ignore[arg-type]
-    flat.write.mode("overwrite").option("header", "true").option("escape", '"').csv(target)
+    options = {"header": "true", "escape": '"', "ignoreLeadingWhiteSpace": "false", "ignoreTrailingWhiteSpace": "false"}
+    flat.write.mode("overwrite").options(**options).csv(target)  # values as they are: " id " stays " id "
 
 
 def _record_schema() -> Any:

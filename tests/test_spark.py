@@ -171,6 +171,79 @@ def test_lines_are_counted_across_the_partitions_of_one_large_file(spark, regist
     assert report.scored == 300 - len(bad)
 
 
+def spark_and_file(spark, scorer, source: Path, tmp_path: Path, name: str, **options):
+    """The records and reported rows of score-spark and of triage score on one input file."""
+    target = tmp_path / f"{name}-spark.jsonl"
+    spark_batch.score_spark(
+        spark, str(source), str(target), "models:/comment-triage@champion", None, now=NOW, **options
+    )
+    one = tmp_path / f"{name}-file.jsonl"
+    score_file(source, one, scorer, progress=False, now=NOW)
+    errors = Path(f"{one}.errors.jsonl")
+    spark_errors = errors_of(Path(f"{target}.errors"))
+    assert [(e["line"], e["field"], e["message"]) for e in spark_errors] == [
+        (e["line"], e["field"], e["message"]) for e in (read_file(errors) if errors.exists() else [])
+    ]
+    assert read_dataset(target, "jsonl") == read_file(one)
+    return read_file(one), spark_errors
+
+
+def test_what_sparks_own_readers_would_get_wrong_is_read_as_triage_score_reads_it(spark, registry, scorer, tmp_path):
+    # JSONL: a bad byte is that row's problem, not the job's; CRLF endings and a blank line count as lines
+    source = tmp_path / "bytes.jsonl"
+    good = [json.dumps(r, ensure_ascii=False).encode() for r in GOOD[:3]]
+    source.write_bytes(
+        b"\r\n".join([good[0], b'{"id": "u1", "text": "bad \xff byte"}', b"", good[1], good[2]]) + b"\r\n"
+    )
+    records, errors = spark_and_file(spark, scorer, source, tmp_path, "bytes")
+    assert [r["id"] for r in records] == ["s1", "s2", "s3"] and [(e["line"], e["field"]) for e in errors] == [
+        (2, "encoding")
+    ]
+    # CSV: a quote that never closes costs its own row, not the rest of the file; blank lines count
+    source = tmp_path / "quotes.csv"
+    source.write_text('id,text\nq1,"never closed\nq2,second row\n\nq3,"third\nrow"\nq4,\n', encoding="utf-8")
+    records, errors = spark_and_file(spark, scorer, source, tmp_path, "quotes")
+    assert [r["id"] for r in records] == ["q2", "q3"]
+    assert [(e["line"], e["field"]) for e in errors] == [(2, "csv"), (7, "text")]
+    # Parquet: NaN is "not given" (no paid campaign), timestamps keep their microseconds
+    source = tmp_path / "values.parquet"
+    frame = pd.DataFrame(
+        {
+            "id": ["p1", "p2"],
+            "text": ["Gdzie jest moja paczka?", "Danke!"],
+            "campaign_id": [float("nan"), 7.0],
+            "created_at": pd.to_datetime(["2026-11-22T10:00:30.123456Z", "2026-11-22T11:00:00Z"], format="ISO8601"),
+        }
+    )
+    frame.to_parquet(source)
+    records, errors = spark_and_file(spark, scorer, source, tmp_path, "values")
+    assert (
+        errors == [] and records[0]["respond_by"].startswith("2026-11-22T10:") and ".123456" in records[0]["respond_by"]
+    )
+    # A folder of CSV files whose columns come in another order: each file is read by its own header
+    folder = tmp_path / "columns"
+    folder.mkdir()
+    (folder / "x.csv").write_text("id,text\nx1,Wann kommt die Lieferung?\n", encoding="utf-8")
+    (folder / "y.csv").write_text("text,id\nDanke für alles!,y1\n", encoding="utf-8")
+    target = tmp_path / "columns.jsonl"
+    spark_batch.score_spark(spark, str(folder), str(target), "models:/comment-triage@champion", None, now=NOW)
+    by_id = {r["id"]: r for r in read_dataset(target, "jsonl")}
+    assert sorted(by_id) == ["x1", "y1"] and by_id["x1"]["questions"] == ["Wann kommt die Lieferung?"]
+
+
+def test_a_second_run_in_the_same_session_serves_its_own_policy(spark, registry, tmp_path):
+    source = tmp_path / "in.jsonl"
+    write(source, GOOD[:2])
+    custom = tmp_path / "policy.yaml"
+    custom.write_text(DEFAULT_POLICY.read_text(encoding="utf-8").replace("version: default/1", "version: acme/7", 1))
+    uri = "models:/comment-triage@champion"
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    spark_batch.score_spark(spark, str(source), str(first), uri, None, now=NOW)
+    spark_batch.score_spark(spark, str(source), str(second), uri, str(custom), now=NOW)
+    assert {r["policy_version"] for r in read_dataset(first, "jsonl")} == {"default/1"}
+    assert {r["policy_version"] for r in read_dataset(second, "jsonl")} == {"acme/7"}
+
+
 class Killed(BaseException):
     """The driver dying between two slices."""
 
@@ -227,7 +300,8 @@ def test_a_comment_that_fails_to_score_is_reported_and_its_neighbours_kept(regis
             return self.real.score_sync(comments, now, failed)
 
     key = ("fragile-model", "comment-triage/test")
-    spark_batch._WORKER_SCORERS[key] = Fragile(Scorer(predictor, load_policy_set(DEFAULT_POLICY)))
+    policy_key = spark_batch.hashlib.sha256(b"policy.yaml\n{}").hexdigest()
+    spark_batch._WORKER_SCORERS[(*key, policy_key)] = Fragile(Scorer(predictor, load_policy_set(DEFAULT_POLICY)))
     try:
         from service.schemas import CommentIn
 
@@ -251,6 +325,35 @@ def test_a_comment_that_fails_to_score_is_reported_and_its_neighbours_kept(regis
     failed = out[out["record"].isna()].sort_values("line")
     assert list(zip(failed["line"], failed["field"], strict=True)) == [(2, "row"), (3, "text")]
     assert "OverflowError" in failed["message"].iloc[0]
+
+
+def test_a_task_fails_only_when_every_one_of_many_comments_fails(registry, predictor):
+    """One comment alone failing is that row's problem (a resume would meet it again); ten that all fail are a
+    broken model: the task fails, and with it the job, before a slice of errors is committed."""
+    from service.schemas import CommentIn
+
+    class Broken:
+        def score_sync(self, comments, now=None, failed=None):
+            raise MemoryError("no room")
+
+    def batch_of(n: int) -> pd.DataFrame:
+        comments = [CommentIn(id=f"y{i}", text="Danke!").model_dump_json() for i in range(n)]
+        return pd.DataFrame(
+            {"file": ["f"] * n, "line": range(1, n + 1), "comment": comments, "field": None, "message": None}
+        )
+
+    key = ("broken-model", "comment-triage/test")
+    try:
+        for name in ("{}", "other"):  # the cache is keyed by policy too
+            spark_batch._WORKER_SCORERS[(*key, spark_batch.hashlib.sha256(f"p\n{name}".encode()).hexdigest())] = (
+                Broken()
+            )
+        alone = pd.concat(list(spark_batch._score_rows(*key, "{}", "p", NOW)(iter([batch_of(1)]))))
+        assert list(alone["field"]) == ["row"] and "MemoryError: no room" in alone["message"].iloc[0]
+        with pytest.raises(RuntimeError, match="every one of 12 comments failed to score: MemoryError"):
+            list(spark_batch._score_rows(*key, "other", "p", NOW)(iter([batch_of(12)])))
+    finally:
+        spark_batch._WORKER_SCORERS.clear()
 
 
 def test_score_spark_cli(spark, registry, tmp_path, monkeypatch):
