@@ -386,7 +386,7 @@ def score_spark(
 
     from models.store import configure_mlflow
     from service.policy import PolicyError
-    from service.predictor import load_failure
+    from service.predictor import load_failure, resolve_model
     from service.settings import ServiceSettings
     from service.spark import SparkBatchError, build_session, data_format
     from service.spark import score_spark as run
@@ -403,6 +403,11 @@ def score_spark(
         data_format(output_path, output_format, "output")
     except SparkBatchError as exc:
         _fail(str(exc))
+    try:
+        resolve_model(uri)  # a model that is not there is said before Spark starts
+    except Exception as exc:  # MLflow raises several types for a missing model
+        _fail(load_failure(uri, exc))
+    from mlflow.exceptions import MlflowException
     from py4j.protocol import Py4JError
     from pyspark.errors import PySparkException
     from pyspark.sql import SparkSession
@@ -436,10 +441,9 @@ def score_spark(
     except (PySparkException, Py4JError) as exc:
         _fail(f"the Spark job failed: {_first_line(exc)}")
         return
-    except Exception as exc:  # MLflow raises several types for a missing or broken model
-        if "mlflow" in type(exc).__module__ or "Registered" in str(exc):
-            _fail(load_failure(uri, exc))
-        raise
+    except MlflowException as exc:  # the model's files could not be fetched
+        _fail(load_failure(uri, exc))
+        return
     finally:
         if ours:
             spark.stop()
