@@ -242,8 +242,7 @@ def _worker_scorer(model_file: str, version: str, policy_text: str, policy_origi
         context = TaskContext.get()
         cpus = context.cpus() if context is not None else 1
         os.environ.setdefault("TRIAGE_ONNX_THREADS", str(cpus))  # a task's share of the cores, not all of them
-        path = model_file if os.path.isdir(model_file) else SparkFiles.get(model_file)  # a folder, or shipped
-        predictor = predictor_from(path, version)
+        predictor = predictor_from(SparkFiles.get(model_file), version)  # the copy shipped with the job
         policies = parse_policy_set(yaml.safe_load(policy_text), policy_origin)
         scorer = Scorer(predictor, policies)
         _WORKER_SCORERS.clear()
@@ -418,8 +417,8 @@ def score_spark(
         raise SparkBatchError("slices must be at least 1")
     in_fmt = data_format(input_path, input_format, "input")
     out_fmt = data_format(output_path, output_format, "output")
-    fs = _FS(spark, output_path)
-    source, target = _FS(spark, input_path).qualify(input_path), fs.qualify(output_path)
+    fs, input_fs = _FS(spark, output_path), _FS(spark, input_path)
+    source, target = input_fs.qualify(input_path), fs.qualify(output_path)
     if source.rstrip("/") == target.rstrip("/"):
         raise SparkBatchError(f"{output_path}: the output would overwrite the input")
     policy_path = Path(policy_file) if policy_file else DEFAULT_POLICY
@@ -433,7 +432,7 @@ def score_spark(
     raw = _read(spark, input_path, in_fmt)
     manifest = _Manifest(
         input=source,
-        input_files=_FS(spark, input_path).fingerprint(raw.inputFiles()),
+        input_files=input_fs.fingerprint(raw.inputFiles()),
         input_format=in_fmt,
         output_format=out_fmt,
         slices=slices,

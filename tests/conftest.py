@@ -38,6 +38,33 @@ def assert_spans_in_order(rows: list[dict]) -> None:
             at = r["text"].index(q, at) + len(q)  # raises if a question is not in the text after the previous one
 
 
+def write_comments(path: Path, rows: list[dict]) -> None:
+    """Comments as a JSONL, CSV (an object as JSON text) or Parquet file, by the path's suffix."""
+    import pandas as pd
+
+    if path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    elif path.suffix == ".csv":
+        flat = [{k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in r.items()} for r in rows]
+        pd.DataFrame(flat).to_csv(path, index=False)
+    else:
+        pd.DataFrame(rows).to_parquet(path)
+
+
+def read_scored(path: Path) -> list[dict]:
+    """The rows of a JSONL, CSV or Parquet file that `triage score` wrote."""
+    import csv
+
+    import pyarrow.parquet as pq
+
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    if path.suffix == ".csv":
+        with path.open(encoding="utf-8", newline="") as handle:
+            return list(csv.DictReader(handle))
+    return pq.read_table(path).to_pylist()
+
+
 @pytest.fixture(scope="session")
 def seed_rows() -> list[dict]:
     return read_jsonl(SEED)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from typing import Any
 
-import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from service import batch
 from service.predictor import load_failure
+from tests.conftest import read_scored, write_comments
 from triage.cli import app
 
 COMMENTS: list[dict[str, Any]] = [
@@ -30,34 +28,15 @@ def runner(registry, monkeypatch):
     return CliRunner()
 
 
-def write_input(path, rows):
-    if path.suffix == ".jsonl":
-        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    elif path.suffix == ".csv":
-        flat = [{k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in r.items()} for r in rows]
-        pd.DataFrame(flat).to_csv(path, index=False)
-    else:
-        pd.DataFrame(rows).to_parquet(path)
-
-
-def read_output(path) -> list[dict]:
-    if path.suffix == ".jsonl":
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    if path.suffix == ".csv":
-        with path.open(encoding="utf-8") as handle:
-            return list(csv.DictReader(handle))
-    return pq.read_table(path).to_pylist()
-
-
 @pytest.mark.parametrize("in_fmt", ["jsonl", "csv", "parquet"])
 @pytest.mark.parametrize("out_fmt", ["jsonl", "csv", "parquet"])
 def test_round_trip_every_format(runner, tmp_path, in_fmt, out_fmt, registry):
     source = tmp_path / f"in.{in_fmt}"
     target = tmp_path / f"out.{out_fmt}"
-    write_input(source, COMMENTS)
+    write_comments(source, COMMENTS)
     result = runner.invoke(app, ["score", str(source), str(target), "--chunk-size", "2", "--no-progress"])
     assert result.exit_code == 0, result.output
-    rows = read_output(target)
+    rows = read_scored(target)
     assert [r["id"] for r in rows] == [c["id"] for c in COMMENTS]
     assert not (tmp_path / f"out.{out_fmt}.parts").exists()
     first = rows[0]
@@ -87,7 +66,7 @@ def test_bad_rows_are_reported_with_line_and_field_not_dropped(runner, tmp_path)
     target = tmp_path / "out.jsonl"
     result = runner.invoke(app, ["score", str(source), str(target), "--no-progress"])
     assert result.exit_code == 0
-    assert [r["id"] for r in read_output(target)] == ["a1", "a2"]
+    assert [r["id"] for r in read_scored(target)] == ["a1", "a2"]
     errors = [json.loads(line) for line in (tmp_path / "out.jsonl.errors.jsonl").read_text().splitlines()]
     assert [(e["line"], e["field"]) for e in errors] == [(2, "text"), (3, "json"), (4, "channel")]
     assert "3 invalid rows reported" in result.output and f"{source}:2: text:" in result.output
@@ -104,7 +83,7 @@ def numbered(n: int) -> list[dict]:
 def test_an_interrupted_run_resumes_where_it_stopped(runner, tmp_path, monkeypatch):
     source = tmp_path / "in.jsonl"
     rows = numbered(20)
-    write_input(source, rows)
+    write_comments(source, rows)
     target = tmp_path / "out.parquet"
     calls = {"n": 0}
     real = batch.Scorer.score_sync
@@ -124,9 +103,9 @@ def test_an_interrupted_run_resumes_where_it_stopped(runner, tmp_path, monkeypat
     result = runner.invoke(app, ["score", str(source), str(target), "--chunk-size", "5", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "resumed: 2 of 4 chunks" in result.output
-    assert [r["id"] for r in read_output(target)] == [r["id"] for r in rows]
+    assert [r["id"] for r in read_scored(target)] == [r["id"] for r in rows]
     # A different chunk size is another run: refused until --restart.
-    write_input(source, COMMENTS)
+    write_comments(source, COMMENTS)
     (tmp_path / "out.parquet.parts").mkdir()
     (tmp_path / "out.parquet.parts" / "manifest.json").write_text("{}")
     refused = runner.invoke(app, ["score", str(source), str(target), "--no-progress"])
@@ -137,7 +116,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(runner, tmp_path, monkeypat
 def test_a_row_that_cannot_be_scored_is_reported_and_the_job_goes_on(runner, tmp_path, monkeypatch):
     source = tmp_path / "in.jsonl"
     rows = numbered(8)
-    write_input(source, rows)
+    write_comments(source, rows)
     real = batch.Scorer.score_sync
 
     def fragile(self, comments, now=None, failed=None):
@@ -149,7 +128,7 @@ def test_a_row_that_cannot_be_scored_is_reported_and_the_job_goes_on(runner, tmp
     target = tmp_path / "out.jsonl"
     result = runner.invoke(app, ["score", str(source), str(target), "--chunk-size", "4", "--no-progress"])
     assert result.exit_code == 0, result.output
-    assert [r["id"] for r in read_output(target)] == [r["id"] for r in rows if r["id"] != "c5"]
+    assert [r["id"] for r in read_scored(target)] == [r["id"] for r in rows if r["id"] != "c5"]
     errors = [json.loads(line) for line in (tmp_path / "out.jsonl.errors.jsonl").read_text().splitlines()]
     assert [(e["line"], e["field"]) for e in errors] == [(6, "row")] and "OverflowError" in errors[0]["message"]
 
@@ -168,7 +147,7 @@ def test_duplicate_ids_and_odd_id_or_author_types_are_reported(runner, tmp_path)
     target = tmp_path / "out.jsonl"
     result = runner.invoke(app, ["score", str(source), str(target), "--no-progress"])
     assert result.exit_code == 0, result.output
-    assert [r["id"] for r in read_output(target)] == ["d1", "7"]
+    assert [r["id"] for r in read_scored(target)] == ["d1", "7"]
     errors = [json.loads(line) for line in (tmp_path / "out.jsonl.errors.jsonl").read_text().splitlines()]
     assert [(e["line"], e["field"]) for e in errors] == [(2, "id"), (3, "id"), (4, "id"), (6, "author")]
     assert "first on line 1" in errors[0]["message"]
@@ -269,6 +248,6 @@ def test_a_chunk_where_every_comment_fails_stops_the_job_for_a_resume(runner, tm
 
     monkeypatch.setattr(scorer_module, "decide", broken)
     source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    write_input(source, numbered(4))
+    write_comments(source, numbered(4))
     result = runner.invoke(app, ["score", str(source), str(target), "--no-progress"])
     assert result.exit_code != 0 and isinstance(result.exception, ConnectionError) and not target.exists()

@@ -20,6 +20,7 @@ from service import spark as spark_batch
 from service.batch import score_file
 from service.policy import DEFAULT_POLICY, load_policy_set
 from service.scorer import Scorer
+from tests.conftest import read_scored, write_comments
 from triage.cli import app
 
 pytestmark = pytest.mark.spark
@@ -56,16 +57,6 @@ def scorer(predictor):
     return Scorer(predictor, load_policy_set(DEFAULT_POLICY))
 
 
-def write(path: Path, rows: list[dict[str, Any]]) -> None:
-    if path.suffix == ".jsonl":
-        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    elif path.suffix == ".csv":
-        flat = [{k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in r.items()} for r in rows]
-        pd.DataFrame(flat).to_csv(path, index=False)
-    else:
-        pd.DataFrame(rows).to_parquet(path)
-
-
 def read_dataset(folder: Path, fmt: str) -> list[dict[str, Any]]:
     files = sorted(glob.glob(str(folder / "part-*")))
     if fmt == "jsonl":
@@ -79,15 +70,6 @@ def read_dataset(folder: Path, fmt: str) -> list[dict[str, Any]]:
     return pq.read_table(folder).to_pylist()
 
 
-def read_file(path: Path) -> list[dict[str, Any]]:
-    if path.suffix == ".jsonl":
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    if path.suffix == ".csv":
-        with path.open(encoding="utf-8", newline="") as handle:
-            return list(csv.DictReader(handle))
-    return pq.read_table(path).to_pylist()
-
-
 def errors_of(folder: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for f in sorted(glob.glob(str(folder / "part-*"))) for line in open(f, encoding="utf-8")]
 
@@ -98,18 +80,18 @@ def test_spark_writes_the_records_and_reports_the_rows_of_triage_score(
 ):
     source = tmp_path / f"in.{in_fmt}"
     rows = GOOD[:3] + BAD[:2] + GOOD[3:] + BAD[2:]  # s5 spans two lines in a CSV file
-    write(source, rows)
+    write_comments(source, rows)
     one_machine = tmp_path / f"file.{out_fmt}"
     score_file(source, one_machine, scorer, chunk_size=4, progress=False, now=NOW)
     target = tmp_path / f"out.{out_fmt}"
     report = spark_batch.score_spark(
         spark, str(source), str(target), "models:/comment-triage@champion", None, slices=3, now=NOW
     )
-    expected = read_file(one_machine)
+    expected = read_scored(one_machine)
     assert [r["id"] for r in expected] == ["s1", "s2", "s3", "s4", "s5", "s6"]
     assert read_dataset(target, out_fmt) == expected  # the same records, in input order
     assert (report.scored, report.invalid, report.resumed_slices) == (6, 3, 0)
-    file_errors = read_file(tmp_path / f"file.{out_fmt}.errors.jsonl")
+    file_errors = read_scored(tmp_path / f"file.{out_fmt}.errors.jsonl")
     spark_errors = errors_of(Path(f"{target}.errors"))
     assert [(e["file"], e["line"], e["field"]) for e in spark_errors] == [
         (e["file"], e["line"], e["field"]) for e in file_errors
@@ -124,7 +106,7 @@ def test_spark_writes_the_records_and_reports_the_rows_of_triage_score(
 def test_a_folder_of_part_files_is_numbered_per_file(spark, registry, tmp_path):
     folder = tmp_path / "campaign"
     folder.mkdir()
-    write(folder / "part-a.jsonl", GOOD[:3])
+    write_comments(folder / "part-a.jsonl", GOOD[:3])
     (folder / "part-b.jsonl").write_text(
         "\n".join([json.dumps(GOOD[3]), "", "{broken", json.dumps({"id": "s2", "text": "again"})]) + "\n",
         encoding="utf-8",
@@ -182,10 +164,10 @@ def spark_and_file(spark, scorer, source: Path, tmp_path: Path, name: str, **opt
     errors = Path(f"{one}.errors.jsonl")
     spark_errors = errors_of(Path(f"{target}.errors"))
     assert [(e["line"], e["field"], e["message"]) for e in spark_errors] == [
-        (e["line"], e["field"], e["message"]) for e in (read_file(errors) if errors.exists() else [])
+        (e["line"], e["field"], e["message"]) for e in (read_scored(errors) if errors.exists() else [])
     ]
-    assert read_dataset(target, "jsonl") == read_file(one)
-    return read_file(one), spark_errors
+    assert read_dataset(target, "jsonl") == read_scored(one)
+    return read_scored(one), spark_errors
 
 
 def test_what_sparks_own_readers_would_get_wrong_is_read_as_triage_score_reads_it(spark, registry, scorer, tmp_path):
@@ -233,7 +215,7 @@ def test_what_sparks_own_readers_would_get_wrong_is_read_as_triage_score_reads_i
 
 def test_a_second_run_in_the_same_session_serves_its_own_policy(spark, registry, tmp_path):
     source = tmp_path / "in.jsonl"
-    write(source, GOOD[:2])
+    write_comments(source, GOOD[:2])
     custom = tmp_path / "policy.yaml"
     custom.write_text(DEFAULT_POLICY.read_text(encoding="utf-8").replace("version: default/1", "version: acme/7", 1))
     uri = "models:/comment-triage@champion"
@@ -251,7 +233,7 @@ class Killed(BaseException):
 def test_a_run_that_dies_resumes_at_the_first_slice_not_done(spark, registry, tmp_path):
     source = tmp_path / "in.jsonl"
     rows = [{**GOOD[i % len(GOOD)], "id": f"c{i}"} for i in range(40)]
-    write(source, rows)
+    write_comments(source, rows)
     target = tmp_path / "out.jsonl"
     uri = "models:/comment-triage@champion"
 
@@ -360,7 +342,7 @@ def test_score_spark_cli(spark, registry, tmp_path, monkeypatch):
     monkeypatch.setenv("TRIAGE_HOME", str(registry["home"]))
     runner = CliRunner()
     source = tmp_path / "in.jsonl"
-    write(source, GOOD + BAD[:1])
+    write_comments(source, GOOD + BAD[:1])
     target = tmp_path / "out.parquet"
     result = runner.invoke(app, ["score-spark", str(source), str(target), "--slices", "2"])
     assert result.exit_code == 0, result.output

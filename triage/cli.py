@@ -11,9 +11,13 @@ import os
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
+
+if TYPE_CHECKING:  # pragma: no cover
+    from models.records import Problem
+    from service.settings import ServiceSettings
 
 app = typer.Typer(
     help="Comment Triage: score social-media comments and decide what to do with them.",
@@ -30,7 +34,7 @@ class Dtype(StrEnum):
     bfloat16 = "bfloat16"
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _fail(message: str, code: int = 2) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
@@ -321,22 +325,13 @@ def score(
     ] = False,
 ) -> None:
     """Score a file of comments into a file of scored records; resumes an interrupted run."""
-    from pydantic import ValidationError
-
-    from models.store import configure_mlflow
     from service.batch import BatchError, score_file
     from service.crisis import build_detector
     from service.policy import PolicyError, load_policy_set
     from service.predictor import load_failure, load_predictor
     from service.scorer import Scorer
-    from service.settings import ServiceSettings
 
-    try:
-        settings = ServiceSettings()
-    except ValidationError as exc:
-        _fail(f"bad configuration: {exc}")
-        return
-    configure_mlflow(settings.home)
+    settings = _service_settings()
     uri = model or settings.model_uri
     try:
         policies = load_policy_set(settings.policy_file)
@@ -358,10 +353,7 @@ def score(
     if report.resumed_chunks:
         typer.echo(f"resumed: {report.resumed_chunks} of {report.chunks} chunks were already done")
     typer.echo(f"scored {report.scored} comments into {output_path} with {predictor.version}")
-    if report.invalid:
-        typer.echo(f"{report.invalid} invalid rows reported in {report.errors_file}:", err=True)
-        for problem in report.problems[:10]:
-            typer.echo(f"  {problem}", err=True)
+    _echo_invalid(report.invalid, report.errors_file, report.problems)
 
 
 @app.command("score-spark")
@@ -382,21 +374,13 @@ def score_spark(
     """Score comments on Spark, when one machine is not enough: the records of `triage score`, resumable."""
     if importlib.util.find_spec("pyspark") is None:
         _fail("score-spark needs PySpark: pip install 'comment-triage[spark]' (and Java 17 or newer)")
-    from pydantic import ValidationError
 
-    from models.store import configure_mlflow
     from service.policy import PolicyError
     from service.predictor import load_failure, resolve_model
-    from service.settings import ServiceSettings
     from service.spark import SparkBatchError, build_session, data_format
     from service.spark import score_spark as run
 
-    try:
-        settings = ServiceSettings()
-    except ValidationError as exc:
-        _fail(f"bad configuration: {exc}")
-        return
-    configure_mlflow(settings.home)
+    settings = _service_settings()
     uri = model or settings.model_uri
     try:  # the cheap checks before a Spark session starts
         data_format(input_path, input_format, "input")
@@ -450,9 +434,29 @@ def score_spark(
     if report.resumed_slices:
         typer.echo(f"resumed: {report.resumed_slices} of {report.slices} slices were already done")
     typer.echo(f"scored {report.scored} comments into {report.output}")
-    if report.invalid:
-        typer.echo(f"{report.invalid} invalid rows reported in {report.errors_output}:", err=True)
-        for problem in report.problems[:10]:
+    _echo_invalid(report.invalid, report.errors_output, report.problems)
+
+
+def _service_settings() -> ServiceSettings:
+    """The scoring commands' settings, MLflow pointed at their home; a bad value is a one-line error."""
+    from pydantic import ValidationError
+
+    from models.store import configure_mlflow
+    from service.settings import ServiceSettings
+
+    try:
+        settings = ServiceSettings()
+    except ValidationError as exc:
+        _fail(f"bad configuration: {exc}")
+    configure_mlflow(settings.home)
+    return settings
+
+
+def _echo_invalid(count: int, where: str | None, problems: list[Problem]) -> None:
+    """The invalid rows a batch reported: how many, where they all are, and the first ten."""
+    if count:
+        typer.echo(f"{count} invalid rows reported in {where}:", err=True)
+        for problem in problems[:10]:
             typer.echo(f"  {problem}", err=True)
 
 
