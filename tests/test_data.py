@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -205,7 +206,7 @@ def test_second_seed_batch_meets_its_card(seed_rows):
     path = SEED.parent / "seed_extra.jsonl"
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     frame = load_data([SEED.parent]).frame
-    assert len(frame) == 2040 and (frame["source"] == "seed_extra").sum() == len(rows) == 500
+    assert len(frame) == 2640 and (frame["source"] == "seed_extra").sum() == len(rows) == 500
     for lang in ("pl", "ru", "uk", "en", "de"):
         mine = [r for r in rows if r["lang"] == lang]
         assert len(mine) == 100, lang
@@ -264,13 +265,56 @@ def test_third_seed_batch_meets_its_card(seed_rows):
     assert_questions_in_order(rows)
 
 
+FOURTH_BRANDS = {  # the six fictional brands each writer of seed_fourth.jsonl was given (data/README.md)
+    "pl": ("Librano", "Forno Vivo", "Netfala", "Glamly", "Optima Lab", "Kredito"),
+    "ru": ("Pulsio", "Skootr", "Kidora", "Fuelix", "Vinova", "Camperio"),
+    "uk": ("Librano", "Skootr", "Netfala", "Kidora", "Kredito", "Camperio"),
+    "en": ("Forno Vivo", "Pulsio", "Glamly", "Fuelix", "Optima Lab", "Vinova"),
+    "de": ("Librano", "Pulsio", "Netfala", "Fuelix", "Kredito", "Camperio"),
+}
+
+
+def test_fourth_seed_batch_meets_its_card():
+    """seed_fourth.jsonl as data/README.md describes it: 120 valid rows per language, closer to a real inbox than the
+    earlier batches (a third under eight words, threads' replies, calm complaints that are not negative, rhetorical
+    "?" left unlisted, toxic rows that are questions or complaints too), about brands none of the earlier batches
+    name, ids and texts unique across the seed folder, questions as exact substrings in the order asked."""
+    path = SEED.parent / "seed_fourth.jsonl"
+    rows = read_jsonl(path)
+    frame = load_data([SEED.parent]).frame
+    assert (frame["source"] == "seed_fourth").sum() == len(rows) == 600
+    earlier = [b.lower() for b in sum(THIRD_BRANDS.values(), ())] + list(FIRST_BRANDS)
+    for lang, brands in FOURTH_BRANDS.items():
+        mine = [r for r in rows if r["lang"] == lang]
+        assert len(mine) == 120, lang
+        first = 601 if lang == "uk" else 361  # seed_third.jsonl ends at seed-uk-0600 and seed-<lang>-0360
+        assert [r["id"] for r in mine] == [f"seed-{lang}-{n:04d}" for n in range(first, first + 120)]
+        assert sum(r["toxic"] for r in mine) == 21 and 44 <= sum(r["complaint"] for r in mine) <= 50, lang
+        assert 36 <= sum(r["question"] for r in mine) <= 38, lang
+        assert sum(len(r["text"].split()) < 8 for r in mine) >= 35, lang
+        assert sum(len(r["text"].split()) > 40 for r in mine) >= 15, lang
+        assert sum(r["channel"] == "reply" for r in mine) >= 14, lang
+        assert sum(r["complaint"] and r["sentiment"] != "negative" for r in mine) >= 4, lang
+        assert sum("?" in r["text"] and not r["question"] for r in mine) >= 10, lang
+        assert any(r["toxic"] and r["question"] for r in mine) and any(r["toxic"] and r["complaint"] for r in mine)
+        text = " ".join(r["text"] for r in mine).lower()
+        named = [b for b in earlier if re.search(rf"(?<!\w){re.escape(b)}", text)]  # "hybrydowych" is no "Rydo"
+        assert not named, lang
+        others = set(sum(FOURTH_BRANDS.values(), ())) - set(brands)
+        assert not [b for b in others if b.lower() in text], lang
+    elsewhere = {r["text"] for p in SEED.parent.glob("*.jsonl") if p != path for r in read_jsonl(p)}
+    assert not {r["text"] for r in rows} & elsewhere and len({r["text"] for r in rows}) == 600
+    assert_questions_in_order(rows)
+
+
 def test_blind_sets_meet_their_card():
-    """bench/data's blind sets as their card describes them: valid rows, 40, 20 and 30 per language, questions as
+    """bench/data's blind sets as their card describes them: valid rows, 40, 20, 30 and 30 per language, questions as
     exact substrings in order, and no text shared with the seed folder (nothing there is trained on) or each other."""
     blind = SEED.parents[2] / "bench" / "data"
     seed_texts = {r["text"] for p in SEED.parent.glob("*.jsonl") for r in read_jsonl(p)}
     seen: set[str] = set()
-    for name, per_lang in (("blind_comments.jsonl", 40), ("blind_holdout.jsonl", 20), ("blind_fresh.jsonl", 30)):
+    sets = {"blind_comments.jsonl": 40, "blind_holdout.jsonl": 20, "blind_fresh.jsonl": 30, "blind_fourth.jsonl": 30}
+    for name, per_lang in sets.items():
         frame = load_data([blind / name]).frame
         assert frame["lang"].value_counts().to_dict() == {lang: per_lang for lang in ("pl", "ru", "uk", "en", "de")}
         for head in ("sentiment", "toxic", "complaint", "question"):

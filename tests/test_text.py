@@ -77,7 +77,8 @@ MENDED_ON = ("seed.jsonl", "seed_extra.jsonl", "seed_uk_toxicity.jsonl")  # the 
 def test_questions_on_the_seed_set():
     """Each labelled question of the seed files the extractor was mended on found (as an overlapping span) and few
     extra ones: development figures (0.978 / 0.917 when the third batch came)."""
-    assert sorted(p.name for p in SEED.parent.glob("*.jsonl")) == sorted((*MENDED_ON, "seed_third.jsonl"))
+    later = ("seed_third.jsonl", "seed_fourth.jsonl")  # written without sight of the rules, each mended on after
+    assert sorted(p.name for p in SEED.parent.glob("*.jsonl")) == sorted((*MENDED_ON, *later))
     rows = [row for name in MENDED_ON for row in read_jsonl(SEED.parent / name)]
     assert len(rows) == 1440
     found, missed, extra = span_counts(rows)
