@@ -50,18 +50,19 @@ _STRONG = "|".join(
         r"miesiac|zajac|pajac)\w+(?:ć|[aeiyu]c)(?![\w-])(?!\s*,)",  # "jak zrobić wymianę", "jak to wylaczyc"
         # ru
         r"когда|где|сколько|до скольки|во сколько|как долго|как часто(?! бывает)|как мне|какого(?! же| было|\s+\w+\s+ни\b)|почему|зачем|куда|откуда|какой|какая|какое|какие|каком|какую|каких|можно ли|есть ли|будет ли|"
-        "будут ли|могу ли|можно|подскажите|скажите|кто|чей|чья|на каком|в каком|с какого|до какого|"
+        "будут ли|могу ли|можно|подскажите|(?:не )?подскажете|скажите|кто|чей|чья|на каком|в каком|с какого|до какого|"
         r"как (?!ни |не )(?:\w+ )?\w{2,}(?:ить|ать|ять|еть|уть|ыть|оть|ти|чь)(?:ся)?(?![\w-])(?!\s*,)",  # "как подключить тариф"
         # uk
-        "чи|коли|де|скільки|до котрої|о котрій|як довго|як часто(?! буває)|як мені|чому|навіщо|куди|звідки|який|яка|яке|які|якого|якому|хто|можна|підкажіть|скажіть|"
+        "чи|коли|де|скільки|до котрої|о котрій|як довго|як часто(?! буває)|як мені|чому|навіщо|куди|звідки|який|яка|яке|які|якого|якому|хто|можна|підкажіть|(?:не )?підкажете|скажіть|"
         r"на якому|в якому|у якому|з якого|до якого|як (?!ні |не )(?:(?:у|в|на|з|до|для|через|при) \w+ |\w+ )?(?!проти\b)\w{2,}(?:ти|тися)(?![\w-])(?!\s*,)",  # "як це зупинити"
         # en
         r"(?:when|where|who|which)(?:\s+the\s+(?:hell|fuck|f\*+|heck)|\s+on earth)?\s+(?:is|are|was|were|will|would|do|does|did|can|could|should|shall|has|have|had)|why|whether|how much|how many|how long|how far|how do|how can|how does|how to|"
         r"how often(?= (?:do|does|did|should|can|could|will|would|is|are|must|have|has)\b)|any chance|any idea|any update|is there|are there|"
+        r"(?:when|where)['’]s(?=\s)|"
         rf"{_WHAT_ASKS}|"
         r"what(?:'s| is) the (?:actual )?difference",
         # de
-        r"was kostet(?! schon| die welt)|was kosten|wann|wo|wohin|woher|warum|wieso|weshalb|welche|welcher|welches|welchen|welchem|wer|ob|wie viel|wie lange|wie lang(?= (?:dauert|braucht|brauchen|ist|sind|hält|halten|geht|gilt|läuft|muss|kann|wird|bleibt|hat)\b)|wie oft|wie weit|"
+        r"was kostet(?! schon| die welt)|was kosten|wann|wo|wohin|woher|warum|wieso|weshalb|welche|welcher|welches|welchen|welchem|wer|ob|wie viel|wieviel|ab wieviel|wie lange|wie lang(?= (?:dauert|braucht|brauchen|ist|sind|hält|halten|geht|gilt|läuft|muss|kann|wird|bleibt|hat)\b)|wie oft|wie weit|"
         "wie kann|wie lege|wie bekomme|gibt es|gibt's|gibts|ab wann|ab welche[mnrs]?|bis wann|seit wann|an wen|bei wem|mit wem|für wen",
     ]
 )
@@ -105,7 +106,8 @@ _ANYONE = (
 # Openings that only a question has, with or without "?" and wherever the clause stands: unlike "gdzie", "где",
 # "when" or a German verb-first clause, none of them opens a statement ("Polecam ✅ gdzie indziej drożej").
 _QUESTION_ONLY = (
-    rf"(?:czy|чи|ob|whether|any idea|any chance|подскажите|подскажи|підкажіть|підкажи|скажите|скажіть)(?![\w-])"
+    rf"(?:czy|чи|ob|whether|any idea|any chance|подскажите|подскажи|(?:не )?подскажете|підкажіть|підкажи|(?:не )?підкажете|"
+    r"скажите|скажіть)(?![\w-])"
     rf"|{_WHAT_TO_DO}|{_WHAT_ASKS}|{_VERB_FIRST_EN_ASKS}|{_LI}|{_ANYONE}"
 )
 
@@ -132,7 +134,7 @@ _ASKING = (
     r"хоті(?:в|ла|ли) (?:би |б )?(?:уточнити|дізнатися|дізнатись|запитати|спитати)|хочу (?:уточнити|дізнатися|запитати|"
     rf"спитати)|цікавить|цікаво{_CURIOUS_ASKS_UK}|(?:(?:i'm|i am|i was|am|was|just) )?wondering|"
     rf"(?:(?:i'm|i am|just) )?curious{_WONDER_ASKS}|(?:i )?wonder{_WONDER_ASKS}|"  # _LEAD took "I" off
-    r"i'?d like to know|(?:i )?(?:want|wanted) to (?:ask|know|check)|"
+    rf"i'?d like to know|(?:i )?(?:want|wanted) to (?:ask|know|check)|just checking{_WONDER_ASKS}|"
     r"(?:ich )?(?:wollte|möchte|moechte|würde|wuerde) (?:gerne? )?(?:fragen|wissen)|(?:ich )?(?:hätte|haette) gerne? "
     rf"gewusst|ich frage mich|(?:(?:würd|würde|wuerde) mich|mich (?:würd|würde|wuerde)) (?:mal |echt |schon )?interessieren|{_ANYONE}"
 )
@@ -289,7 +291,7 @@ _AND_CUT = rf"(?:and|und|oraz|a|и|а|і|й|та|i(?!\s++{_VERB_FIRST_EN_ASKS}))
 _CUT = re.compile(
     rf"((?:,\s*(?:{_AND_CUT}|ale|але|но|aber|but)\s+|(?<!\s)\s+{_AND_CUT}\s+)(?=(?:{_STRONG}|{_WEAK}){_W}|{_VERB_FIRST})"
     rf"|(?:,|\s[-–—]|:)\s*{_ENUM}(?!(?:{_RELATIVE}){_W})(?=(?:{_STRONG}){_W}|{_VERB_FIRST_EN_ASKS}|{_LI}|{_ANYONE})"
-    rf"|,\s*(?={_VERB_FIRST_DE_COMMON})"  # "liegt das an der Reparatur, kann man das fixen"
+    rf"|(?:,|:)\s*{_ENUM}(?={_VERB_FIRST_DE_COMMON})"  # "liegt das an der Reparatur, kann man das fixen"
     rf"|,\s*(?:so(?!\s+(?:did|do|does|am|was|were|have|has|had)\s+(?:i|we)\b)|but)\s+(?={_VERB_FIRST_EN_ASKS})"  # "..., so
     # could you tell me how to send it back" (not "..., so did I")
     rf"|:\s*{_ENUM}(?=(?:{_WEAK}){_W})"
@@ -414,6 +416,7 @@ _ASKS_HOW = re.compile(
     rf"(?:могу|стоит|стоят)|{_NOW}\w{{2,}}(?:ть|ться|ти|тись|чь))|(?:де|коли|скільки|куди|звідки)\s+(?:(?:\w+\s+)?"
     rf"(?:можу|коштує|коштують)|{_NOW}\w{{2,}}(?:ти|тися))|"
     r"(?:when|where)\s+(?:will|can|do|does|should|would)\s+(?:i|we|it|my|the|you|they|this|that)|"
+    r"who\s+(?:do|should|can)\s+(?:i|we)|"
     r"(?:wo|wann|wohin|woher)\s+(?:kann|könnt|können|muss|soll|bekomme|bekommt|kommt|ist|sind|gibt))(?![\w-])",
     re.IGNORECASE,
 )
@@ -430,7 +433,7 @@ _DOUBT = re.compile(
 )
 # A polite lead that only opens the question after it ("Подскажите, придёт ли ...", "Скажіть, будь ласка, коли ...").
 _POLITE = re.compile(
-    r"^(?:подскажите|подскажи|скажите|скажи|підкажіть|підкажи|скажіть|(?:können|könnten|koennen) sie mir sagen|"
+    r"^(?:подскажите|подскажи|(?:не )?подскажете|скажите|скажи|підкажіть|підкажи|(?:не )?підкажете|скажіть|(?:können|könnten|koennen) sie mir sagen|"
     r"(?:kannst du|könnt ihr|koennt ihr) mir sagen|(?:can|could) you tell me|(?:możecie|mozecie|możesz|mozesz) mi "
     r"powiedzie[ćc])(?:,?\s*(?:пожалуйста|будь ласка|bitte|please|proszę|prosze))?\W*$",
     re.IGNORECASE,
@@ -492,14 +495,16 @@ def _sentences(text: str) -> Iterator[str]:
 
 
 def _unasked(clause: str) -> str:
-    """A question without "?" up to the reason or remark that follows it."""
-    tail = _TAIL.search(clause)
-    if not tail or len(clause[: tail.start()].split()) < 2 or _ASKS_ON.match(clause[tail.end() :]):
-        return clause
-    end = tail.start()
-    while end and (clause[end - 1].isspace() or clause[end - 1] in ",;:-–—"):  # a tab or a no-break space too
-        end -= 1
-    return clause[:end]
+    """A question without "?" up to the reason or remark that follows it; not at the comma of a polite lead or where
+    the next words ask again ("Не подскажете, до скольки ..., а то на сайте ...": the cut is at "а то")."""
+    for tail in _TAIL.finditer(clause):
+        if len(clause[: tail.start()].split()) < 2 or _ASKS_ON.match(clause[tail.end() :]):
+            continue
+        end = tail.start()
+        while end and (clause[end - 1].isspace() or clause[end - 1] in ",;:-–—"):  # a tab or a no-break space too
+            end -= 1
+        return clause[:end]
+    return clause
 
 
 # Ukrainian typed on a Russian keyboard ("скiльки", "вiдповiдь"), or a Latin letter slipped into a Cyrillic word: the

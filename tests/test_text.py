@@ -102,6 +102,31 @@ def test_questions_on_the_third_seed_batch():
     assert found / (found + missed) >= 0.93 and found / (found + extra) >= 0.88, (found, missed, extra)
 
 
+def test_questions_of_the_fourth_seed_batch():
+    """seed_fourth.jsonl (session 24) was written without sight of the extractor. Unseen it scored recall 0.924 (208 of
+    225 labelled questions; missed: "не подскажете", "just checking whether", "When's ... and will ...", a colon
+    before a German verb-first question, "wieviel", and statements worded as questions, "а с айфоном они дружат")
+    and precision 0.779 (59 spans, 57 of them on its rhetorical and bait rows, which the question head drops when
+    served). The openings it showed missing were added (COMMENT_SHAPES): 215 found, 10 missed, with every other
+    seed file and test set no worse."""
+    rows = read_jsonl(SEED.parent / "seed_fourth.jsonl")
+    found, missed, extra = span_counts([r for r in rows if r["questions"]])
+    assert found + missed == 225
+    assert found / (found + missed) >= 0.95 and extra <= 2, (found, missed, extra)
+    assert span_counts([r for r in rows if not r["questions"]])[2] <= 57
+
+
+def test_questions_of_the_fourth_blind_set():
+    """bench/data/blind_fourth.jsonl (session 24, 30 comments per language by two writers who read only the labelling
+    guidelines) was scored once, before the rules were mended on the fourth seed batch and again after: 93 of its 94
+    labelled questions found both times, no extra span on its question rows, 10 on its 75 rows without a question
+    (rhetorical questions and bait, left to the question head)."""
+    rows = read_jsonl(SEED.parents[2] / "bench" / "data" / "blind_fourth.jsonl")
+    found, missed, extra = span_counts([r for r in rows if r["questions"]])
+    assert (found + missed, extra) == (94, 0) and found >= 93, (found, missed, extra)
+    assert span_counts([r for r in rows if not r["questions"]])[2] <= 10
+
+
 def test_rhetorical_questions_written_blind():
     """200 comments written without sight of the extractor (tests/questions_blind.jsonl, 40 per language): the
     genuine questions are found and none is dropped, and the rhetorical questions and jabs at other users yield
@@ -377,6 +402,27 @@ COMMENT_SHAPES = [
     # Ukrainian typed with a Latin "i": read as Cyrillic, returned as typed
     ("скiльки коштує доставка до Львова", ["скiльки коштує доставка до Львова"]),
     ("чохол пiдходить до старої моделi чи тiльки до нової", ["чохол пiдходить до старої моделi чи тiльки до нової"]),
+    # openings the fourth seed batch showed missing (session 24)
+    (
+        "Не подскажете, до скольки работает пункт выдачи на Гагарина, а то на сайте написано до 20",
+        ["Не подскажете, до скольки работает пункт выдачи на Гагарина"],
+    ),
+    (
+        "Подскажите, до скольки работает пункт выдачи, а то на сайте одно, а в картах другое",
+        ["Подскажите, до скольки работает пункт выдачи"],  # the reason after a polite lead is cut off too
+    ),
+    ("Не підкажете, коли відкриється магазин на Подолі", ["Не підкажете, коли відкриється магазин на Подолі"]),
+    ("Hi! Just checking whether my results are back yet", ["Just checking whether my results are back yet"]),
+    (
+        "When's the Black Friday sale starting and will the Pace Pro be in it",
+        ["When's the Black Friday sale starting", "will the Pace Pro be in it"],
+    ),
+    ("they sent me the wrong wine, who do I send it back to", ["who do I send it back to"]),
+    ("ab wieviel € ist der versand gratis", ["ab wieviel € ist der versand gratis"]),
+    (
+        "Drei Fragen zur Fit 3: Ist das Armband austauschbar, kann man damit schwimmen und wann kommt Salbei wieder?",
+        ["Ist das Armband austauschbar", "kann man damit schwimmen", "wann kommt Salbei wieder?"],
+    ),
 ]
 # A statement, a tag, a doubt or a jab stays no question, however it is punctuated.
 COMMENT_NON_QUESTIONS = [
@@ -398,6 +444,9 @@ COMMENT_NON_QUESTIONS = [
     "Ist das euer Ernst? 12 Euro Versand",
     # a relative clause with an impersonal modal, or one with its subject first, asks nothing
     "Kupiłam w sklepie na rogu, gdzie można płacić kartą",
+    "I complained to the staff, who do the best they can",  # "who do I / we" asks; "who do the ..." is relative
+    "Just checking in, love the new menu",
+    "Dzień dobry, proszę o informację, kiedy będzie dostępna karma w worku 12 kg",  # a request, as "let me know when"
     "Заказала в пункт выдачи, где можно забрать в любое время",
     "Zadzwonię jeszcze raz, kiedy wrócę z pracy",
     "Ich melde mich wieder, wann ich Zeit habe",
