@@ -1,10 +1,12 @@
 """Batch scoring on one machine (`triage score`) against Spark (`triage score-spark`), in the same run.
 
-    .venv/bin/python bench/bench_spark.py [--comments 20000] [--model URI] [--master local[2]] [--slices 1 8]
+    .venv/bin/python bench/bench_spark.py [--comments 20000] [--model URI] [--master local[2]] [--slices 1 8] [--crisis]
 
 Scores the same file of seed comments (cycled, unique ids) with the champion (or ``--model``): first in-process
 as `triage score` does (the baseline), then on Spark once per ``--slices`` value. Prints comments/s and the ratio to
 the baseline, and checks that both wrote the same records. Spark's own start-up (the JVM, ~10-20 s) is timed apart.
+With ``--crisis`` the comments are spread over posts, ads and a brand, a second apart, and both sides replay crisis
+detection (`triage score --crisis` over the file in time order, `score-spark --crisis` per scope).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import argparse
 import json
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,10 +27,12 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="model URI (default: the champion)")
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--slices", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--crisis", action="store_true", help="replay crisis detection on both sides")
     args = parser.parse_args()
 
     from models.store import configure_mlflow
     from service.batch import score_file
+    from service.crisis import build_detector
     from service.policy import load_policy_set
     from service.predictor import load_predictor
     from service.scorer import Scorer
@@ -45,15 +49,22 @@ def main() -> None:
         with source.open("w", encoding="utf-8") as out:
             for i in range(args.comments):
                 row = seed[i % len(seed)]
-                out.write(json.dumps({"id": f"c{i}", "text": row["text"], "created_at": now.isoformat()}) + "\n")
+                comment = {"id": f"c{i}", "text": row["text"], "created_at": now.isoformat()}
+                if args.crisis:  # a second apart, in time order; 200 posts, 20 ads, one brand
+                    at = now - timedelta(seconds=args.comments - i)
+                    comment.update(created_at=at.isoformat(), post_id=f"p{i % 200}", ad_id=f"a{i % 20}", brand_id="b")
+                out.write(json.dumps(comment) + "\n")
         tokens = sum(len(seed[i % len(seed)]["text"].split()) for i in range(args.comments)) / args.comments
         print(f"{args.comments} comments, {tokens:.1f} words on average; model {uri}")
 
-        scorer = Scorer(load_predictor(uri), load_policy_set(settings.policy_file))
+        policies = load_policy_set(settings.policy_file)
+        detector = build_detector(policies.base.crisis) if args.crisis else None
+        scorer = Scorer(load_predictor(uri), policies, crisis=detector)
         started = time.perf_counter()
         score_file(source, Path(tmp) / "one.jsonl", scorer, progress=False, now=now)
         base = args.comments / (time.perf_counter() - started)
-        print(f"triage score (one process, chunks of 1000): {base:8.1f} comments/s  1.00x")
+        replay = " --crisis" if args.crisis else ""
+        print(f"triage score{replay} (one process, chunks of 1000): {base:8.1f} comments/s  1.00x")
         expected = [json.loads(line) for line in (Path(tmp) / "one.jsonl").open()]
 
         started = time.perf_counter()
@@ -71,11 +82,16 @@ def main() -> None:
                 settings.policy_file and str(settings.policy_file),
                 slices=slices,
                 now=now,
+                crisis=args.crisis,
             )
             rate = report.scored / (time.perf_counter() - started)
             got = [json.loads(line) for f in sorted(target.glob("part-*")) for line in f.open()]
             same = "same records" if got == expected else "RECORDS DIFFER"
-            print(f"score-spark {args.master}, {slices} slice(s): {rate:8.1f} comments/s  {rate / base:.2f}x  ({same})")
+            found = f", {report.crises} crises, {report.escalated} escalated" if args.crisis else ""
+            print(
+                f"score-spark{replay} {args.master}, {slices} slice(s): {rate:8.1f} comments/s  {rate / base:.2f}x  "
+                f"({same}{found})"
+            )
         spark.stop()
 
 

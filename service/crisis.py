@@ -234,11 +234,15 @@ class CrisisDetector:
         """Count the comment in its scopes, start or end crises, and return an active one if any."""
         if not self.config.enabled:
             return None
+        return self.observe_scopes(self.scopes(comment), self.is_bad(pred), now)
+
+    def observe_scopes(self, scopes: list[str], bad: bool, now: datetime) -> Crisis | None:
+        """:meth:`observe` once the comment is read: its scopes (in the configured order) and whether it is bad.
+        The first scope with an active crisis is returned."""
         cfg = self.config
         minute = _minute(now)
-        bad = self.is_bad(pred)
         found: Crisis | None = None
-        for scope in self.scopes(comment):
+        for scope in scopes:
             if bad:
                 self.state.add(scope, minute, cfg.window_minutes + cfg.baseline_minutes)
             alert = self.evaluate(scope, now)

@@ -7,8 +7,13 @@ reported as ``file:line: field: message``, never dropped.
 
 The work is cut into ``slices`` by a hash of each comment's id: a slice is one Spark job whose rows are written
 to ``<output>.parts/slice-N`` and counted done once Spark has committed it. A run that dies (the driver, the
-cluster) resumes at the first slice not done; the output is assembled from the slices at the end. Crisis
-detection is not replayed (it needs the comments in time order; ``triage score --crisis`` does it on one machine).
+cluster) resumes at the first slice not done; the output is assembled from the slices at the end.
+
+With ``crisis``, crisis detection is replayed over the comments' posting times once every slice is scored: each
+scope (a post, an ad, a campaign, a brand) in its own task, its comments in time order, with the detector the
+service runs. A scope's state depends only on its own comments, so this equals one replay of all comments in time
+order. The comments a crisis was active for are decided again with it (``escalate_crisis``), and the crises found
+are written to ``<output>.crises``.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from models.records import Problem
+from service.crisis import Crisis, CrisisConfig, CrisisDetector, MemoryState
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -42,7 +48,9 @@ log = logging.getLogger(__name__)
 FORMATS = ("jsonl", "csv", "parquet")
 _ALIASES = {"json": "jsonl", "ndjson": "jsonl"}
 _PARSED = "file string, line long, id string, comment string, field string, message string"
-_SCORED = "file string, line long, record string, field string, message string"
+_SCORED = "file string, line long, record string, field string, message string, comment string, signal string"
+_SIGNALS = "scope string, rank int, at long, file string, line long, bad boolean"  # one row per comment and scope
+_REPLAYED = "kind string, file string, line long, rank int, scope string, description string, alert string"
 _SCORE_BATCH = 256  # comments per model call in a worker
 _ROWS_PER_TASK = 20_000  # at most, per scoring task
 
@@ -60,6 +68,9 @@ class SparkReport:
     output: str = ""
     errors_output: str | None = None
     problems: list[Problem] = field(default_factory=list)
+    crises: int = 0  # found by the replay (with ``crisis``)
+    escalated: int = 0  # comments decided again because a crisis was active in one of their scopes
+    crises_output: str | None = None
 
 
 def data_format(path: str, given: str | None, role: str) -> str:
@@ -224,13 +235,14 @@ def _rank_ids(parsed: DataFrame) -> DataFrame:
 
 
 # -- scoring in the workers -----------------------------------------------------------------------------------------
-_WORKER_SCORERS: dict[tuple[str, str, str], Any] = {}
+_WORKER_SCORERS: dict[tuple[str, str, str, bool], Any] = {}
 _FAILED_TASK = 10  # a task with at least this many comments, all failing, is a broken model: the job fails
 
 
-def _worker_scorer(model_file: str, version: str, policy_text: str, policy_origin: str) -> Any:
-    """One scorer per Python worker, model and policy (Spark reuses workers between tasks): the model loads once."""
-    key = (model_file, version, hashlib.sha256(f"{policy_origin}\n{policy_text}".encode()).hexdigest())
+def _worker_scorer(model_file: str, version: str, policy_text: str, policy_origin: str, crisis: bool = False) -> Any:
+    """One scorer per Python worker, model and policy (Spark reuses workers between tasks): the model loads once.
+    With ``crisis`` its detector records each comment's crisis signal (:class:`_CrisisSignals`) for the replay."""
+    key = (model_file, version, hashlib.sha256(f"{policy_origin}\n{policy_text}".encode()).hexdigest(), crisis)
     scorer = _WORKER_SCORERS.get(key)
     if scorer is None:
         from pyspark import SparkFiles, TaskContext
@@ -244,14 +256,14 @@ def _worker_scorer(model_file: str, version: str, policy_text: str, policy_origi
         os.environ.setdefault("TRIAGE_ONNX_THREADS", str(cpus))  # a task's share of the cores, not all of them
         predictor = predictor_from(SparkFiles.get(model_file), version)  # the copy shipped with the job
         policies = parse_policy_set(yaml.safe_load(policy_text), policy_origin)
-        scorer = Scorer(predictor, policies)
+        scorer = Scorer(predictor, policies, crisis=_CrisisSignals(policies.base.crisis) if crisis else None)
         _WORKER_SCORERS.clear()
         _WORKER_SCORERS[key] = scorer
     return scorer
 
 
 def _score_rows(
-    model_file: str, version: str, policy_text: str, policy_origin: str, now: datetime
+    model_file: str, version: str, policy_text: str, policy_origin: str, now: datetime, crisis: bool = False
 ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import pandas as pd
@@ -263,8 +275,9 @@ def _score_rows(
         comments = failures = 0
         last_error = ""
         for batch in batches:
-            out: list[tuple[str, int, str | None, str | None, str | None]] = []
+            out: list[tuple[str, int, str | None, str | None, str | None, str | None, str | None]] = []
             pending: list[tuple[str, int, CommentIn]] = []
+            kept: dict[tuple[str, int], str] = {}  # the comment as parsed, for a crisis replay's second decision
             for row in batch.itertuples(index=False):
                 file, line = row.file, int(row.line)
                 rank = getattr(row, "rank", None)  # null where the row has no id
@@ -275,17 +288,20 @@ def _score_rows(
                         else f"{row.first_file}:{int(row.first_line)}"
                     )
                     problem = duplicate_id(file, line, row.id, first)
-                    out.append((file, line, None, problem.field, problem.message))
+                    out.append((file, line, None, problem.field, problem.message, None, None))
                 elif isinstance(row.comment, str):
                     pending.append((file, line, CommentIn.model_validate_json(row.comment)))
+                    if crisis:
+                        kept[(file, line)] = row.comment
                 else:  # a row's problem (null through Arrow may be None or NaN)
-                    out.append((file, line, None, row.field, row.message))
+                    out.append((file, line, None, row.field, row.message, None, None))
             if pending and scorer is None:
-                scorer = _worker_scorer(model_file, version, policy_text, policy_origin)
+                scorer = _worker_scorer(model_file, version, policy_text, policy_origin, crisis)
             for start in range(0, len(pending), _SCORE_BATCH):
                 chunk = pending[start : start + _SCORE_BATCH]
                 for file in dict.fromkeys(f for f, _, _ in chunk):
                     rows = [(line, c) for f, line, c in chunk if f == file]
+                    ids = {line: c.id for line, c in rows}
                     comments += len(rows)
                     problems: list[Problem] = []
                     try:
@@ -298,16 +314,140 @@ def _score_rows(
                         ]
                     failures += len(problems)
                     failed = {p.line for p in problems}
+                    # what the detector would have counted, a comment that failed after the model included
+                    recorder = getattr(scorer, "crisis", None) if crisis else None  # a _CrisisSignals
+                    signals = {line: recorder.signal(ids[line]) for line, _ in rows} if recorder is not None else {}
                     done = iter(scored)
                     for line, _ in rows:
                         if line not in failed:
-                            out.append((file, line, next(done).model_dump_json(), None, None))
-                    out.extend((file, p.line, None, p.field, p.message) for p in problems)
-            yield pd.DataFrame(out, columns=["file", "line", "record", "field", "message"])
+                            record = next(done).model_dump_json()
+                            out.append((file, line, record, None, None, kept.get((file, line)), signals.get(line)))
+                    out.extend((file, p.line, None, p.field, p.message, None, signals.get(p.line)) for p in problems)
+            yield pd.DataFrame(out, columns=["file", "line", "record", "field", "message", "comment", "signal"])
         if comments >= _FAILED_TASK and failures == comments:
             raise RuntimeError(f"every one of {comments} comments failed to score: {last_error}")
 
     return run
+
+
+# -- crisis replay --------------------------------------------------------------------------------------------------
+class _CrisisSignals(CrisisDetector):
+    """In the scoring pass: records what the detector would count for each comment (its scopes, whether it is bad,
+    its clock) and answers "no crisis"; the replay decides once every slice is scored."""
+
+    def __init__(self, config: CrisisConfig):
+        super().__init__(config, MemoryState())
+        self._seen: dict[str, str] = {}
+
+    def observe(self, comment: Any, pred: Any, now: datetime) -> Crisis | None:
+        if self.config.enabled:
+            at = int(now.timestamp()) * 1_000_000 + now.microsecond  # microseconds, whatever the offset
+            self._seen[comment.id] = json.dumps({"scopes": self.scopes(comment), "bad": self.is_bad(pred), "at": at})
+        return None
+
+    def signal(self, comment_id: str) -> str | None:
+        return self._seen.pop(comment_id, None)
+
+
+class _KnownCrises(CrisisDetector):
+    """In the second decision: the crisis the replay found active for each comment."""
+
+    def __init__(self, config: CrisisConfig, crises: dict[str, Crisis]):
+        super().__init__(config, MemoryState())
+        self.crises = crises
+
+    def observe(self, comment: Any, pred: Any, now: datetime) -> Crisis | None:
+        return self.crises.get(comment.id)
+
+
+def _explode_signals(scopes: list[str]) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    """One row per comment and scope: the scope, its type's place in the configured order, the clock, badness."""
+
+    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        import pandas as pd
+
+        for batch in batches:
+            out = []
+            for file, line, raw in zip(batch["file"], batch["line"], batch["signal"], strict=True):
+                signal = json.loads(raw)
+                for scope in signal["scopes"]:
+                    out.append((scope, scopes.index(scope.split(":", 1)[0]), signal["at"], file, line, signal["bad"]))
+            yield pd.DataFrame(out, columns=["scope", "rank", "at", "file", "line", "bad"])
+
+    return run
+
+
+def _replay(config_json: str) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """applyInPandas per scope: the service's detector over the scope's comments in time order (ties in input
+    order); a "mark" row for each comment a crisis was active for, an "alert" row for each crisis."""
+
+    def run(frame: pd.DataFrame) -> pd.DataFrame:
+        import pandas as pd
+
+        detector = CrisisDetector(CrisisConfig.model_validate_json(config_json), MemoryState())
+        out: list[tuple[Any, ...]] = []
+        for row in frame.sort_values(["at", "file", "line"], kind="stable").itertuples(index=False):
+            now = datetime.fromtimestamp(int(row.at) // 1_000_000, UTC).replace(microsecond=int(row.at) % 1_000_000)
+            crisis = detector.observe_scopes([row.scope], bool(row.bad), now)
+            if crisis is not None:
+                out.append(("mark", row.file, int(row.line), int(row.rank), crisis.scope, crisis.description, None))
+        active, ended = detector.state.alerts()
+        for alert in [*ended, *active]:
+            out.append(("alert", None, None, None, alert["scope"], None, json.dumps(alert, ensure_ascii=False)))
+        return pd.DataFrame(out, columns=["kind", "file", "line", "rank", "scope", "description", "alert"])
+
+    return run
+
+
+def _decide_again(
+    model_file: str, version: str, policy_text: str, policy_origin: str, now: datetime
+) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    """mapInPandas over the comments a crisis was active for: scored again with it, as ``triage score --crisis``
+    decides them (the model's scores are the same; the action, priority and reasons follow the crisis)."""
+
+    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        import pandas as pd
+
+        from service.schemas import CommentIn
+        from service.scorer import Scorer
+
+        base = _worker_scorer(model_file, version, policy_text, policy_origin)
+        for batch in batches:
+            comments = [CommentIn.model_validate_json(c) for c in batch["comment"]]
+            crises = {
+                c.id: Crisis(scope=scope, description=description)
+                for c, scope, description in zip(comments, batch["scope"], batch["description"], strict=True)
+            }
+            known = _KnownCrises(base.policy.crisis, crises)
+            scorer = Scorer(base.predictor, base.policies(), crisis=known)
+            records = [r.model_dump_json() for r in scorer.score_sync(comments, now=now)]
+            yield pd.DataFrame({"file": batch["file"], "line": batch["line"], "record": records})
+
+    return run
+
+
+def _replay_crises(
+    every: DataFrame, config: CrisisConfig, decide_again: Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]
+) -> tuple[DataFrame, DataFrame]:
+    """The records with crisis detection replayed (``file, line, record``), and the crises found (``alert``)."""
+    from pyspark.sql import functions as F
+
+    records = every.filter(F.col("record").isNotNull())
+    signals = every.filter(F.col("signal").isNotNull()).select("file", "line", "signal")
+    exploded = signals.mapInPandas(_explode_signals(config.scopes), _SIGNALS)  # type: ignore[arg-type]
+    replayed = exploded.groupBy("scope").applyInPandas(_replay(config.model_dump_json()), _REPLAYED).persist()
+    first = F.min(F.struct("rank", "scope", "description")).alias("m")  # the first scope in the configured order
+    marks = (
+        replayed.filter(F.col("kind") == "mark")
+        .groupBy("file", "line")
+        .agg(first)
+        .select("file", "line", F.col("m.scope").alias("scope"), F.col("m.description").alias("description"))
+    )
+    affected = records.join(marks, ["file", "line"]).select("file", "line", "comment", "scope", "description")
+    again = affected.mapInPandas(decide_again, "file string, line long, record string")  # type: ignore[arg-type]
+    kept = records.join(marks, ["file", "line"], "left_anti").select("file", "line", "record")
+    alerts = replayed.filter(F.col("kind") == "alert").select("alert")
+    return kept.unionByName(again), alerts
 
 
 # -- the job --------------------------------------------------------------------------------------------------------
@@ -349,6 +489,7 @@ class _Manifest:
     policy_version: str
     policy_sha256: str
     now: str
+    crisis: bool = False
 
 
 def _read_manifest(spark: SparkSession, path: str) -> dict[str, Any] | None:
@@ -404,11 +545,13 @@ def score_spark(
     restart: bool = False,
     now: datetime | None = None,
     on_slice: Callable[[int, int], None] | None = None,
+    crisis: bool = False,
 ) -> SparkReport:
     """Score every comment under ``input_path`` into the dataset ``output_path`` (a folder of part files).
 
     Invalid rows go to ``<output>.errors`` (JSON lines: file, line, field, message). ``on_slice(done, total)`` is
-    called after each slice is committed."""
+    called after each slice is committed. With ``crisis``, crisis detection is replayed over the comments' posting
+    times (the module's docstring) and the crises found go to ``<output>.crises`` (JSON lines)."""
     from pyspark.sql import functions as F
 
     from service.policy import DEFAULT_POLICY, PolicyError, load_policy_set
@@ -440,6 +583,7 @@ def score_spark(
         policy_version=policies.base.version,
         policy_sha256=hashlib.sha256(policy_text.encode("utf-8")).hexdigest(),
         now=(now or datetime.now(UTC)).isoformat(),
+        crisis=crisis,
     )
     previous = _read_manifest(spark, f"{parts}/manifest") if fs.exists(parts) else None
     if fs.exists(parts) and not restart:
@@ -472,7 +616,7 @@ def score_spark(
             # small file is one) and however the shuffle before it would be coalesced.
             spread = _rank_ids(parsed).repartition(tasks, "file", "line")
             scored = spread.mapInPandas(
-                _score_rows(model_file, version, policy_text, str(policy_path), run_now),  # type: ignore[arg-type]
+                _score_rows(model_file, version, policy_text, str(policy_path), run_now, crisis),  # type: ignore[arg-type]
                 _SCORED,
             )
             scored.write.mode("overwrite").parquet(done_dir)
@@ -480,7 +624,19 @@ def score_spark(
             on_slice(index + 1, slices)
 
     every = spark.read.parquet(*[f"{parts}/slice-{i:05d}" for i in range(slices)])
-    _write_output(every.filter(F.col("record").isNotNull()), target, out_fmt)
+    records = every.filter(F.col("record").isNotNull())
+    crises_target = target.rstrip("/") + ".crises"
+    if crisis and policies.base.crisis.enabled:
+        again = _decide_again(model_file, version, policy_text, str(policy_path), run_now)
+        records, alerts = _replay_crises(every, policies.base.crisis, again)
+        ordered = alerts.orderBy(F.get_json_object("alert", "$.started_at"), F.get_json_object("alert", "$.scope"))
+        ordered.coalesce(1).write.mode("overwrite").text(crises_target)
+        report.crises = alerts.count()
+        report.escalated = records.filter(F.get_json_object("record", "$.action") == "escalate_crisis").count()
+        report.crises_output = crises_target
+    elif fs.exists(crises_target):
+        fs.delete(crises_target)
+    _write_output(records, target, out_fmt)
     errors = every.filter(F.col("record").isNull()).orderBy("file", "line")
     report.invalid = errors.count()
     report.scored = every.filter(F.col("record").isNotNull()).count()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import csv
 import glob
 import json
+import random
 import shutil
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from service import spark as spark_batch
 from service.batch import score_file
 from service.policy import DEFAULT_POLICY, load_policy_set
 from service.scorer import Scorer
-from tests.conftest import read_scored, write_comments
+from tests.conftest import SEED, read_jsonl, read_scored, write_comments
 from triage.cli import app
 
 pytestmark = pytest.mark.spark
@@ -283,7 +284,7 @@ def test_a_comment_that_fails_to_score_is_reported_and_its_neighbours_kept(regis
 
     key = ("fragile-model", "comment-triage/test")
     policy_key = spark_batch.hashlib.sha256(b"policy.yaml\n{}").hexdigest()
-    spark_batch._WORKER_SCORERS[(*key, policy_key)] = Fragile(Scorer(predictor, load_policy_set(DEFAULT_POLICY)))
+    spark_batch._WORKER_SCORERS[(*key, policy_key, False)] = Fragile(Scorer(predictor, load_policy_set(DEFAULT_POLICY)))
     try:
         from service.schemas import CommentIn
 
@@ -327,15 +328,68 @@ def test_a_task_fails_only_when_every_one_of_many_comments_fails(registry, predi
     key = ("broken-model", "comment-triage/test")
     try:
         for name in ("{}", "other"):  # the cache is keyed by policy too
-            spark_batch._WORKER_SCORERS[(*key, spark_batch.hashlib.sha256(f"p\n{name}".encode()).hexdigest())] = (
-                Broken()
-            )
+            policy_key = spark_batch.hashlib.sha256(f"p\n{name}".encode()).hexdigest()
+            spark_batch._WORKER_SCORERS[(*key, policy_key, False)] = Broken()  # keyed by crisis recording too
         alone = pd.concat(list(spark_batch._score_rows(*key, "{}", "p", NOW)(iter([batch_of(1)]))))
         assert list(alone["field"]) == ["row"] and "MemoryError: no room" in alone["message"].iloc[0]
         with pytest.raises(RuntimeError, match="every one of 12 comments failed to score: MemoryError"):
             list(spark_batch._score_rows(*key, "other", "p", NOW)(iter([batch_of(12)])))
     finally:
         spark_batch._WORKER_SCORERS.clear()
+
+
+def test_crisis_replay_decides_as_triage_score_does_over_the_comments_in_time_order(
+    spark, registry, predictor, tmp_path
+):
+    """A calm morning on two posts, then a burst of complaints under one ad's post: ``crisis`` replays the service's
+    detector per scope in time order, so a file in any order gets the records ``triage score --crisis`` gives the
+    same comments in time order (the burst and a good comment during it escalated, the calm ones not), and the
+    crises found are written beside the output."""
+    from service.crisis import build_detector
+
+    seed = read_jsonl(SEED)
+    bad = [r["text"] for r in seed if r["lang"] == "pl" and r["complaint"] and r["sentiment"] == "negative"][:8]
+    calm = [r["text"] for r in seed if r["kind"] == "praise" and r["lang"] == "pl"][:6]
+    start = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+    rows: list[dict[str, Any]] = []
+    for i, text in enumerate(calm):
+        at = start + timedelta(minutes=20 * i)
+        rows.append({"id": f"calm{i}", "text": text, "post_id": f"p{i % 2}", "brand_id": "acme", "created_at": at})
+    burst = start + timedelta(hours=2, minutes=1)
+    for i, text in enumerate(bad):
+        at = burst + timedelta(seconds=61 * i)
+        rows.append({"id": f"bad{i}", "text": text, "post_id": "p9", "ad_id": "ad-9", "is_paid": True})
+        rows[-1]["created_at"] = at
+    rows.append({"id": "during", "text": calm[0], "post_id": "p9", "created_at": burst + timedelta(minutes=10)})
+    for row in rows:
+        row["created_at"] = row["created_at"].isoformat()
+    in_time, shuffled = tmp_path / "in_time.jsonl", tmp_path / "shuffled.jsonl"
+    write_comments(in_time, rows)
+    order = random.Random(7).sample(rows, len(rows))
+    write_comments(shuffled, order)
+    policies = load_policy_set(DEFAULT_POLICY)
+    one_machine = Scorer(predictor, policies, crisis=build_detector(policies.base.crisis))
+    score_file(in_time, tmp_path / "one.jsonl", one_machine, progress=False, now=NOW)
+    target = tmp_path / "out.jsonl"
+    report = spark_batch.score_spark(
+        spark, str(shuffled), str(target), "models:/comment-triage@champion", None, slices=2, now=NOW, crisis=True
+    )
+    expected = {r["id"]: r for r in read_scored(tmp_path / "one.jsonl")}
+    got = read_dataset(target, "jsonl")
+    assert [r["id"] for r in got] == [r["id"] for r in order]  # input order
+    assert {r["id"]: r for r in got} == expected
+    escalated = sorted(r["id"] for r in got if r["action"] == "escalate_crisis")
+    assert "during" in escalated and not [i for i in escalated if i.startswith("calm")]
+    assert len(escalated) == report.escalated >= 4
+    assert any("crisis" in reason for r in got if r["id"] == "during" for reason in r["reasons"])
+    alerts = errors_of(Path(f"{target}.crises"))
+    assert {a["scope"] for a in alerts} == {"post:p9", "ad:ad-9"} and report.crises == 2
+    assert all(a["count"] >= 5 for a in alerts)
+    plain = spark_batch.score_spark(
+        spark, str(shuffled), str(target), "models:/comment-triage@champion", None, slices=2, now=NOW
+    )
+    assert plain.crises_output is None and not Path(f"{target}.crises").exists()
+    assert not [r for r in read_dataset(target, "jsonl") if r["action"] == "escalate_crisis"]
 
 
 def test_score_spark_cli(spark, registry, tmp_path, monkeypatch):
@@ -363,5 +417,7 @@ def test_score_spark_cli(spark, registry, tmp_path, monkeypatch):
     assert nothing.exit_code == 0, nothing.output
     assert "scored 0 comments" in nothing.output and f"{only_bad}:2: text:" in nothing.output
     assert read_dataset(tmp_path / "none.jsonl", "jsonl") == []
+    replayed = runner.invoke(app, ["score-spark", str(source), str(tmp_path / "c.jsonl"), "--crisis"])
+    assert replayed.exit_code == 0 and "crisis replay: 0 crises in" in replayed.output, replayed.output
     same = runner.invoke(app, ["score-spark", str(source), str(source)])
     assert same.exit_code == 2 and "would overwrite the input" in same.output

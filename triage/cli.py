@@ -370,6 +370,13 @@ def score_spark(
     output_format: Annotated[str | None, typer.Option(help="jsonl, csv or parquet (default: OUTPUT's suffix)")] = None,
     slices: Annotated[int, typer.Option(min=1, help="Spark jobs the work is cut into (the resume unit)")] = 8,
     restart: Annotated[bool, typer.Option(help="discard a partial earlier run instead of resuming it")] = False,
+    crisis: Annotated[
+        bool,
+        typer.Option(
+            help="replay crisis detection over the comments' posting times, per post, ad, campaign and brand in time "
+            "order; the crises found go to OUTPUT.crises"
+        ),
+    ] = False,
 ) -> None:
     """Score comments on Spark, when one machine is not enough: the records of `triage score`, resumable."""
     if importlib.util.find_spec("pyspark") is None:
@@ -418,6 +425,7 @@ def score_spark(
             slices=slices,
             restart=restart,
             on_slice=progress,
+            crisis=crisis,
         )
     except (SparkBatchError, PolicyError) as exc:
         _fail(str(exc))
@@ -434,6 +442,10 @@ def score_spark(
     if report.resumed_slices:
         typer.echo(f"resumed: {report.resumed_slices} of {report.slices} slices were already done")
     typer.echo(f"scored {report.scored} comments into {report.output}")
+    if report.crises_output:
+        typer.echo(
+            f"crisis replay: {report.crises} crises in {report.crises_output}, {report.escalated} comments escalated"
+        )
     _echo_invalid(report.invalid, report.errors_output, report.problems)
 
 
