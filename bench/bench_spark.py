@@ -5,8 +5,9 @@
 Scores the same file of seed comments (cycled, unique ids) with the champion (or ``--model``): first in-process
 as `triage score` does (the baseline), then on Spark once per ``--slices`` value. Prints comments/s and the ratio to
 the baseline, and checks that both wrote the same records. Spark's own start-up (the JVM, ~10-20 s) is timed apart.
-With ``--crisis`` the comments are spread over posts, ads and a brand, a second apart, and both sides replay crisis
-detection (`triage score --crisis` over the file in time order, `score-spark --crisis` per scope).
+With ``--crisis`` the comments are spread over 200 posts, a second apart, 5% of them complaints with one burst of 40
+under one post, and both sides replay crisis detection (`triage score --crisis` over the file in time
+order, `score-spark --crisis` per scope).
 """
 
 from __future__ import annotations
@@ -47,12 +48,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-spark-") as tmp:
         source = Path(tmp) / "comments.jsonl"
         with source.open("w", encoding="utf-8") as out:
+            good = [r for r in seed if not (r["complaint"] or r["toxic"] or r["sentiment"] == "negative")]
+            bad = [r for r in seed if r["complaint"]]
             for i in range(args.comments):
                 row = seed[i % len(seed)]
                 comment = {"id": f"c{i}", "text": row["text"], "created_at": now.isoformat()}
-                if args.crisis:  # a second apart, in time order; 200 posts, 20 ads, one brand
+                if args.crisis:  # a second apart, in time order, under 200 posts; 5% complaints, and one burst:
+                    # 40 complaints in a row under post p7 (a brand or campaign scope with no history before the file
+                    # would start a crisis at its first minutes: the detector's baseline is the file itself)
+                    burst = args.comments // 2 <= i < args.comments // 2 + 40
+                    pick = bad[i % len(bad)] if burst or i % 20 == 0 else good[i % len(good)]
                     at = now - timedelta(seconds=args.comments - i)
-                    comment.update(created_at=at.isoformat(), post_id=f"p{i % 200}", ad_id=f"a{i % 20}", brand_id="b")
+                    post = "p7" if burst else f"p{i % 200}"
+                    comment.update(text=pick["text"], created_at=at.isoformat(), post_id=post)
                 out.write(json.dumps(comment) + "\n")
         tokens = sum(len(seed[i % len(seed)]["text"].split()) for i in range(args.comments)) / args.comments
         print(f"{args.comments} comments, {tokens:.1f} words on average; model {uri}")

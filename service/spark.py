@@ -427,27 +427,36 @@ def _decide_again(
 
 
 def _replay_crises(
-    every: DataFrame, config: CrisisConfig, decide_again: Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]
-) -> tuple[DataFrame, DataFrame]:
-    """The records with crisis detection replayed (``file, line, record``), and the crises found (``alert``)."""
+    every: DataFrame,
+    config: CrisisConfig,
+    decide_again: Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]],
+    partitions: int,
+) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """The records with crisis detection replayed (``file, line, record``), the crises found (``alert``), and the
+    replay's rows, persisted (both read them: the caller unpersists them when done). Every shuffle is cut into
+    ``partitions`` by its key, so the groupings and joins reuse it instead of the session's default (200 tasks of a
+    few rows each were most of the replay's time on 2 cores)."""
     from pyspark.sql import functions as F
 
     records = every.filter(F.col("record").isNotNull())
     signals = every.filter(F.col("signal").isNotNull()).select("file", "line", "signal")
     exploded = signals.mapInPandas(_explode_signals(config.scopes), _SIGNALS)  # type: ignore[arg-type]
-    replayed = exploded.groupBy("scope").applyInPandas(_replay(config.model_dump_json()), _REPLAYED).persist()
+    by_scope = exploded.repartition(partitions, "scope")
+    replayed = by_scope.groupBy("scope").applyInPandas(_replay(config.model_dump_json()), _REPLAYED).persist()
     first = F.min(F.struct("rank", "scope", "description")).alias("m")  # the first scope in the configured order
     marks = (
         replayed.filter(F.col("kind") == "mark")
+        .repartition(partitions, "file", "line")
         .groupBy("file", "line")
         .agg(first)
         .select("file", "line", F.col("m.scope").alias("scope"), F.col("m.description").alias("description"))
     )
+    records = records.repartition(partitions, "file", "line")
     affected = records.join(marks, ["file", "line"]).select("file", "line", "comment", "scope", "description")
     again = affected.mapInPandas(decide_again, "file string, line long, record string")  # type: ignore[arg-type]
     kept = records.join(marks, ["file", "line"], "left_anti").select("file", "line", "record")
     alerts = replayed.filter(F.col("kind") == "alert").select("alert")
-    return kept.unionByName(again), alerts
+    return kept.unionByName(again), alerts, replayed
 
 
 # -- the job --------------------------------------------------------------------------------------------------------
@@ -628,15 +637,19 @@ def score_spark(
     crises_target = target.rstrip("/") + ".crises"
     if crisis and policies.base.crisis.enabled:
         again = _decide_again(model_file, version, policy_text, str(policy_path), run_now)
-        records, alerts = _replay_crises(every, policies.base.crisis, again)
+        records, alerts, replayed = _replay_crises(every, policies.base.crisis, again, tasks)
+        records = records.persist()  # written, then counted: the second decisions run once
         ordered = alerts.orderBy(F.get_json_object("alert", "$.started_at"), F.get_json_object("alert", "$.scope"))
         ordered.coalesce(1).write.mode("overwrite").text(crises_target)
         report.crises = alerts.count()
-        report.escalated = records.filter(F.get_json_object("record", "$.action") == "escalate_crisis").count()
         report.crises_output = crises_target
     elif fs.exists(crises_target):
         fs.delete(crises_target)
     _write_output(records, target, out_fmt)
+    if report.crises_output:
+        report.escalated = records.filter(F.get_json_object("record", "$.action") == "escalate_crisis").count()
+        records.unpersist()
+        replayed.unpersist()
     errors = every.filter(F.col("record").isNull()).orderBy("file", "line")
     report.invalid = errors.count()
     report.scored = every.filter(F.col("record").isNotNull()).count()
