@@ -30,7 +30,7 @@ import uuid
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +49,7 @@ FORMATS = ("jsonl", "csv", "parquet")
 _ALIASES = {"json": "jsonl", "ndjson": "jsonl"}
 _PARSED = "file string, line long, id string, comment string, field string, message string"
 _SCORED = "file string, line long, record string, field string, message string, comment string, signal string"
-_SIGNALS = "scope string, rank int, at long, file string, line long, bad boolean"  # one row per comment and scope
+_SIGNALS = "scope string, rank int, at long, clock string, file string, line long, bad boolean"  # a comment per scope
 _REPLAYED = "kind string, file string, line long, rank int, scope string, description string, alert string"
 _SCORE_BATCH = 256  # comments per model call in a worker
 _ROWS_PER_TASK = 20_000  # at most, per scoring task
@@ -69,7 +69,7 @@ class SparkReport:
     errors_output: str | None = None
     problems: list[Problem] = field(default_factory=list)
     crises: int = 0  # found by the replay (with ``crisis``)
-    escalated: int = 0  # comments decided again because a crisis was active in one of their scopes
+    escalated: int = 0  # records whose action is escalate_crisis after the replay
     crises_output: str | None = None
 
 
@@ -331,6 +331,9 @@ def _score_rows(
 
 
 # -- crisis replay --------------------------------------------------------------------------------------------------
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 class _CrisisSignals(CrisisDetector):
     """In the scoring pass: records what the detector would count for each comment (its scopes, whether it is bad,
     its clock) and answers "no crisis"; the replay decides once every slice is scored."""
@@ -341,8 +344,9 @@ class _CrisisSignals(CrisisDetector):
 
     def observe(self, comment: Any, pred: Any, now: datetime) -> Crisis | None:
         if self.config.enabled:
-            at = int(now.timestamp()) * 1_000_000 + now.microsecond  # microseconds, whatever the offset
-            self._seen[comment.id] = json.dumps({"scopes": self.scopes(comment), "bad": self.is_bad(pred), "at": at})
+            at = (now - _EPOCH) // timedelta(microseconds=1)  # exact, whatever the offset (before 1970 too)
+            signal = {"scopes": self.scopes(comment), "bad": self.is_bad(pred), "at": at, "clock": now.isoformat()}
+            self._seen[comment.id] = json.dumps(signal)
         return None
 
     def signal(self, comment_id: str) -> str | None:
@@ -367,34 +371,52 @@ def _explode_signals(scopes: list[str]) -> Callable[[Iterator[pd.DataFrame]], It
         import pandas as pd
 
         for batch in batches:
-            out = []
+            out: list[tuple[Any, ...]] = []
             for file, line, raw in zip(batch["file"], batch["line"], batch["signal"], strict=True):
                 signal = json.loads(raw)
-                for scope in signal["scopes"]:
-                    out.append((scope, scopes.index(scope.split(":", 1)[0]), signal["at"], file, line, signal["bad"]))
-            yield pd.DataFrame(out, columns=["scope", "rank", "at", "file", "line", "bad"])
+                rank = [scopes.index(scope.split(":", 1)[0]) for scope in signal["scopes"]]
+                out.extend(
+                    (scope, r, signal["at"], signal["clock"], file, line, signal["bad"])
+                    for scope, r in zip(signal["scopes"], rank, strict=True)
+                )
+            yield pd.DataFrame(out, columns=["scope", "rank", "at", "clock", "file", "line", "bad"])
 
     return run
 
 
-def _replay(config_json: str) -> Callable[[pd.DataFrame], pd.DataFrame]:
-    """applyInPandas per scope: the service's detector over the scope's comments in time order (ties in input
-    order); a "mark" row for each comment a crisis was active for, an "alert" row for each crisis."""
+_COLUMNS = ["kind", "file", "line", "rank", "scope", "description", "alert"]
 
-    def run(frame: pd.DataFrame) -> pd.DataFrame:
+
+def _replay(config_json: str) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    """mapInPandas over the signals sorted by scope, then time (ties in input order): the service's detector over
+    each scope's comments in turn, one scope in memory at a time; a "mark" row for each comment a crisis was
+    active for, an "alert" row for each crisis (every one: the policy's ``history`` bounds the service's list of
+    ended alerts, not the replay's). A crisis still active at the scope's last comment stays ``active``."""
+    config = CrisisConfig.model_validate_json(config_json).model_copy(update={"history": 2**31})
+
+    def alerts(detector: CrisisDetector | None) -> list[tuple[Any, ...]]:
+        if detector is None:
+            return []
+        active, ended = detector.state.alerts()
+        rows = ended + active
+        return [("alert", None, None, None, a["scope"], None, json.dumps(a, ensure_ascii=False)) for a in rows]
+
+    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import pandas as pd
 
-        detector = CrisisDetector(CrisisConfig.model_validate_json(config_json), MemoryState())
-        out: list[tuple[Any, ...]] = []
-        for row in frame.sort_values(["at", "file", "line"], kind="stable").itertuples(index=False):
-            now = datetime.fromtimestamp(int(row.at) // 1_000_000, UTC).replace(microsecond=int(row.at) % 1_000_000)
-            crisis = detector.observe_scopes([row.scope], bool(row.bad), now)
-            if crisis is not None:
-                out.append(("mark", row.file, int(row.line), int(row.rank), crisis.scope, crisis.description, None))
-        active, ended = detector.state.alerts()
-        for alert in [*ended, *active]:
-            out.append(("alert", None, None, None, alert["scope"], None, json.dumps(alert, ensure_ascii=False)))
-        return pd.DataFrame(out, columns=["kind", "file", "line", "rank", "scope", "description", "alert"])
+        scope, detector = None, None
+        for batch in batches:
+            out: list[tuple[Any, ...]] = []
+            for row in batch.itertuples(index=False):
+                if row.scope != scope:
+                    out.extend(alerts(detector))
+                    scope, detector = row.scope, CrisisDetector(config, MemoryState())
+                assert detector is not None
+                crisis = detector.observe_scopes([row.scope], bool(row.bad), datetime.fromisoformat(row.clock))
+                if crisis is not None:
+                    out.append(("mark", row.file, int(row.line), int(row.rank), crisis.scope, crisis.description, None))
+            yield pd.DataFrame(out, columns=_COLUMNS)
+        yield pd.DataFrame(alerts(detector), columns=_COLUMNS)
 
     return run
 
@@ -403,24 +425,39 @@ def _decide_again(
     model_file: str, version: str, policy_text: str, policy_origin: str, now: datetime
 ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     """mapInPandas over the comments a crisis was active for: scored again with it, as ``triage score --crisis``
-    decides them (the model's scores are the same; the action, priority and reasons follow the crisis)."""
+    decides them (the action, priority and reasons follow the crisis; the shipped exports score a comment the same
+    alone or in any batch). A comment that fails this time keeps its first record, with a warning."""
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import pandas as pd
 
+        from service.batch import _score_chunk
         from service.schemas import CommentIn
         from service.scorer import Scorer
 
-        base = _worker_scorer(model_file, version, policy_text, policy_origin)
+        base = _worker_scorer(model_file, version, policy_text, policy_origin, crisis=True)  # the scoring's, cached
         for batch in batches:
             comments = [CommentIn.model_validate_json(c) for c in batch["comment"]]
             crises = {
                 c.id: Crisis(scope=scope, description=description)
                 for c, scope, description in zip(comments, batch["scope"], batch["description"], strict=True)
             }
-            known = _KnownCrises(base.policy.crisis, crises)
-            scorer = Scorer(base.predictor, base.policies(), crisis=known)
-            records = [r.model_dump_json() for r in scorer.score_sync(comments, now=now)]
+            scorer = Scorer(base.predictor, base.policies(), crisis=_KnownCrises(base.policy.crisis, crises))
+            rows = list(enumerate(comments))
+            problems: list[Problem] = []
+            try:  # a model failing on the batch scores it one by one; a comment that fails alone is reported
+                scored = iter(_score_chunk(scorer, rows, now, problems, "crisis replay"))
+            except Exception as exc:  # every one failed
+                problems = [Problem("crisis replay", i, "row", f"{type(exc).__name__}: {exc}") for i, _ in rows]
+                scored = iter([])
+            lost = {p.line: p.message for p in problems}
+            records = []
+            for i, first in enumerate(batch["record"]):
+                if i in lost:
+                    log.warning("comment %s keeps its record without the crisis: %s", comments[i].id, lost[i])
+                    records.append(first)
+                else:
+                    records.append(next(scored).model_dump_json())
             yield pd.DataFrame({"file": batch["file"], "line": batch["line"], "record": records})
 
     return run
@@ -441,8 +478,10 @@ def _replay_crises(
     records = every.filter(F.col("record").isNotNull())
     signals = every.filter(F.col("signal").isNotNull()).select("file", "line", "signal")
     exploded = signals.mapInPandas(_explode_signals(config.scopes), _SIGNALS)  # type: ignore[arg-type]
-    by_scope = exploded.repartition(partitions, "scope")
-    replayed = by_scope.groupBy("scope").applyInPandas(_replay(config.model_dump_json()), _REPLAYED).persist()
+    # each scope in one partition, in time order: streamed through one detector at a time (a brand's comments need
+    # not fit a worker's memory: Spark's sort spills)
+    by_scope = exploded.repartition(partitions, "scope").sortWithinPartitions("scope", "at", "file", "line")
+    replayed = by_scope.mapInPandas(_replay(config.model_dump_json()), _REPLAYED).persist()  # type: ignore[arg-type]
     first = F.min(F.struct("rank", "scope", "description")).alias("m")  # the first scope in the configured order
     marks = (
         replayed.filter(F.col("kind") == "mark")
@@ -452,7 +491,7 @@ def _replay_crises(
         .select("file", "line", F.col("m.scope").alias("scope"), F.col("m.description").alias("description"))
     )
     records = records.repartition(partitions, "file", "line")
-    affected = records.join(marks, ["file", "line"]).select("file", "line", "comment", "scope", "description")
+    affected = records.join(marks, ["file", "line"]).select("file", "line", "comment", "record", "scope", "description")
     again = affected.mapInPandas(decide_again, "file string, line long, record string")  # type: ignore[arg-type]
     kept = records.join(marks, ["file", "line"], "left_anti").select("file", "line", "record")
     alerts = replayed.filter(F.col("kind") == "alert").select("alert")
@@ -499,6 +538,19 @@ class _Manifest:
     policy_sha256: str
     now: str
     crisis: bool = False
+
+
+_MANIFEST_WORDS = {
+    "input": "input path",
+    "input_files": "input (its files, sizes or modification times)",
+    "input_format": "input format",
+    "output_format": "output format",
+    "slices": "slice count",
+    "model_version": "model",
+    "policy_version": "policy version",
+    "policy_sha256": "policy (its file's text)",
+    "crisis": "crisis setting (--crisis)",
+}
 
 
 def _read_manifest(spark: SparkSession, path: str) -> dict[str, Any] | None:
@@ -596,13 +648,14 @@ def score_spark(
     )
     previous = _read_manifest(spark, f"{parts}/manifest") if fs.exists(parts) else None
     if fs.exists(parts) and not restart:
-        if previous is None or {k: v for k, v in previous.items() if k != "now"} != {
-            k: v for k, v in asdict(manifest).items() if k != "now"
-        }:
+        if previous is None:
+            raise SparkBatchError(f"{parts} holds no readable manifest; rerun with --restart to discard it")
+        previous = {"crisis": False, **previous}  # a manifest from before crisis replays: a run without one
+        mine = asdict(manifest)
+        differ = [_MANIFEST_WORDS.get(k, k) for k in mine if k != "now" and previous.get(k) != mine[k]]
+        if differ:
             raise SparkBatchError(
-                f"{parts} holds a partial run of another input (or the input has changed), format, slice count, "
-                "model or policy; "
-                "rerun with --restart to discard it"
+                f"{parts} holds a partial run with another {', '.join(differ)}; rerun with --restart to discard it"
             )
         manifest = _Manifest(**previous)  # resumed slices keep the first run's clock
     elif fs.exists(parts):
@@ -639,17 +692,21 @@ def score_spark(
         again = _decide_again(model_file, version, policy_text, str(policy_path), run_now)
         records, alerts, replayed = _replay_crises(every, policies.base.crisis, again, tasks)
         records = records.persist()  # written, then counted: the second decisions run once
-        ordered = alerts.orderBy(F.get_json_object("alert", "$.started_at"), F.get_json_object("alert", "$.scope"))
-        ordered.coalesce(1).write.mode("overwrite").text(crises_target)
-        report.crises = alerts.count()
-        report.crises_output = crises_target
-    elif fs.exists(crises_target):
-        fs.delete(crises_target)
-    _write_output(records, target, out_fmt)
-    if report.crises_output:
-        report.escalated = records.filter(F.get_json_object("record", "$.action") == "escalate_crisis").count()
-        records.unpersist()
-        replayed.unpersist()
+        try:
+            started = F.get_json_object("alert", "$.started_at").cast("timestamp")  # offsets differ: by instant
+            ordered = alerts.orderBy(started, F.get_json_object("alert", "$.scope"))
+            ordered.coalesce(1).write.mode("overwrite").text(crises_target)
+            report.crises = alerts.count()
+            report.crises_output = crises_target
+            _write_output(records, target, out_fmt)
+            report.escalated = records.filter(F.get_json_object("record", "$.action") == "escalate_crisis").count()
+        finally:
+            records.unpersist()
+            replayed.unpersist()
+    else:
+        if fs.exists(crises_target):
+            fs.delete(crises_target)
+        _write_output(records, target, out_fmt)
     errors = every.filter(F.col("record").isNull()).orderBy("file", "line")
     report.invalid = errors.count()
     report.scored = every.filter(F.col("record").isNotNull()).count()

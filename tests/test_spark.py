@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from models.records import Problem
@@ -261,11 +262,17 @@ def test_a_run_that_dies_resumes_at_the_first_slice_not_done(spark, registry, tm
     # A partial run with another slice count is another run: refused until restart.
     with pytest.raises(Killed):
         spark_batch.score_spark(spark, str(source), str(target), uri, None, slices=4, now=NOW, on_slice=die_after_two)
-    with pytest.raises(spark_batch.SparkBatchError, match="--restart"):
+    with pytest.raises(spark_batch.SparkBatchError, match="another slice count; rerun with --restart"):
         spark_batch.score_spark(spark, str(source), str(target), uri, None, slices=2, now=NOW)
+    with pytest.raises(spark_batch.SparkBatchError, match=r"another crisis setting \(--crisis\)"):  # and one without
+        spark_batch.score_spark(spark, str(source), str(target), uri, None, slices=4, now=NOW, crisis=True)
+    manifest = next(Path(f"{target}.parts/manifest").glob("part-*"))  # a manifest from before crisis replays
+    written = json.loads(manifest.read_text(encoding="utf-8"))
+    manifest.write_text(json.dumps({k: v for k, v in written.items() if k != "crisis"}), encoding="utf-8")
+    (manifest.parent / f".{manifest.name}.crc").unlink(missing_ok=True)  # Hadoop's checksum of the old text
     with source.open("a", encoding="utf-8") as handle:  # and so is the input once it has changed
         handle.write(json.dumps({"id": "late", "text": "Danke!"}) + "\n")
-    with pytest.raises(spark_batch.SparkBatchError, match="the input has changed"):
+    with pytest.raises(spark_batch.SparkBatchError, match=r"another input \(its files, sizes or modification times\);"):
         spark_batch.score_spark(spark, str(source), str(target), uri, None, slices=4, now=NOW)
     assert spark_batch.score_spark(spark, str(source), str(target), uri, None, slices=2, restart=True).scored == 41
 
@@ -392,6 +399,100 @@ def test_crisis_replay_decides_as_triage_score_does_over_the_comments_in_time_or
     assert not [r for r in read_dataset(target, "jsonl") if r["action"] == "escalate_crisis"]
 
 
+def test_the_replay_reads_any_clock_and_keeps_every_crisis():
+    """The replay on its own (no Spark) against the service's detector over the same comments in time order: clocks
+    before 1970 to the microsecond and in year 1 are read exactly, in any UTC offset, and every crisis is kept however
+    few ended ones the policy's ``history`` lets the service list (2 here, 6 crises)."""
+    from datetime import timezone
+
+    from service.crisis import CrisisConfig, CrisisDetector, MemoryState
+    from service.predictor import Prediction
+    from service.schemas import CommentIn
+
+    def pred(bad: bool) -> Prediction:
+        return Prediction("pl", "negative" if bad else "positive", False, bad, False,
+                          {"negative": 0.9 if bad else 0.1, "neutral": 0.05, "positive": 0.05 if bad else 0.85},
+                          0.01, 0.9 if bad else 0.1, 0.1)  # fmt: skip
+
+    config = CrisisConfig(window_minutes=5, baseline_minutes=10, min_count=3, history=2)
+    plus_one = timezone(timedelta(hours=1))
+    comments: list[tuple[CommentIn, bool]] = []
+    starts = [datetime(1969, 12, 31, 22, tzinfo=UTC) + timedelta(minutes=30 * k) for k in range(5)]
+    starts.append(datetime(1, 1, 1, 1, tzinfo=plus_one))  # 0001-01-01T01:00+01:00: midnight UTC of year 1
+    for k, start in enumerate(starts):
+        burst = [start, start + timedelta(seconds=60.5), start + timedelta(seconds=119, microseconds=250_001)]
+        for j, at in enumerate(burst):
+            comments.append((CommentIn(id=f"b{k}-{j}", text="x", post_id="p", created_at=at), True))
+        for name, minutes in (("during", 3), ("after", 25)):  # a calm comment in the crisis, one after it ended
+            at = start + timedelta(minutes=minutes)
+            comments.append((CommentIn(id=f"{name}{k}", text="x", post_id="p", created_at=at), False))
+    service = CrisisDetector(config, MemoryState())
+    expected = {}
+    for comment, bad in sorted(comments, key=lambda c: c[0].created_at):
+        crisis = service.observe(comment, pred(bad), comment.created_at)
+        if crisis is not None:
+            expected[comment.id] = crisis.description
+    assert {"during0", "during4", "during5"} <= set(expected) and not [i for i in expected if i.startswith("after")]
+
+    recorder = spark_batch._CrisisSignals(config)
+    rows = []
+    for line, (comment, bad) in enumerate(random.Random(5).sample(comments, len(comments)), start=1):
+        recorder.observe(comment, pred(bad), comment.created_at)
+        rows.append({"file": "f", "line": line, "signal": recorder.signal(comment.id), "id": comment.id})
+    ids = {r["line"]: r["id"] for r in rows}
+    frame = pd.DataFrame(rows)[["file", "line", "signal"]]
+    exploded = pd.concat(list(spark_batch._explode_signals(config.scopes)(iter([frame]))))
+    ordered = exploded.sort_values(["scope", "at", "file", "line"])  # as the job sorts within its partitions
+    halves = [ordered.iloc[:7], ordered.iloc[7:]]  # a scope's rows may come in several batches
+    out = pd.concat(list(spark_batch._replay(config.model_dump_json())(iter(halves))))
+    marks = out[out["kind"] == "mark"]
+    assert {ids[int(line)]: d for line, d in zip(marks["line"], marks["description"], strict=True)} == expected
+    alerts = [json.loads(a) for a in out[out["kind"] == "alert"]["alert"]]
+    listed = [a["started_at"] for group in service.state.alerts() for a in group]
+    assert len(alerts) == 6 and len(listed) == 2  # every crisis ended; the service lists the last 2, the replay all
+    assert set(listed) < {a["started_at"] for a in alerts}
+    assert sorted(a["started_at"] for a in alerts)[:2] == ["0001-01-01T01:01:59.250001+01:00",
+                                                            "1969-12-31T22:01:59.250001+00:00"]  # fmt: skip
+
+
+def test_a_comment_failing_in_its_second_decision_keeps_its_first_record(registry, predictor):
+    """The crisis replay's second decision on its own: the model failing on one comment costs that comment its
+    escalation only (its first record is kept, nothing is lost), and the others are escalated."""
+    from service.schemas import CommentIn
+
+    class Fragile:
+        version = predictor.version
+
+        def predict(self, texts, langs):
+            if any("boom" in t for t in texts):
+                raise OverflowError("boom")
+            return predictor.predict(texts, langs)
+
+    policies = load_policy_set(DEFAULT_POLICY)
+    key = ("fragile-model", "comment-triage/test")
+    policy_key = spark_batch.hashlib.sha256(b"policy.yaml\n{}").hexdigest()
+    spark_batch._WORKER_SCORERS[(*key, policy_key, True)] = Scorer(Fragile(), policies)  # type: ignore[arg-type]
+    try:
+        comments = [CommentIn(id="ok", text="Paczka nie doszła"), CommentIn(id="bad", text="boom")]
+        first = [Scorer(predictor, policies).score_sync([c], now=NOW)[0].model_dump_json() for c in comments[:1]]
+        batch = pd.DataFrame(
+            {
+                "file": ["f", "f"],
+                "line": [1, 2],
+                "comment": [c.model_dump_json() for c in comments],
+                "record": [first[0], '{"id": "bad", "first": true}'],
+                "scope": ["post p9", "post p9"],
+                "description": ["5 negative, complaint or toxic comments in the last 15 minutes against 1.0"] * 2,
+            }
+        )
+        out = pd.concat(list(spark_batch._decide_again(*key, "{}", "policy.yaml", NOW)(iter([batch]))))
+    finally:
+        spark_batch._WORKER_SCORERS.clear()
+    records = [json.loads(r) for r in out["record"]]
+    assert records[0]["id"] == "ok" and records[0]["action"] == "escalate_crisis"
+    assert records[1] == {"id": "bad", "first": True}
+
+
 def test_score_spark_cli(spark, registry, tmp_path, monkeypatch):
     monkeypatch.setenv("TRIAGE_HOME", str(registry["home"]))
     runner = CliRunner()
@@ -419,5 +520,13 @@ def test_score_spark_cli(spark, registry, tmp_path, monkeypatch):
     assert read_dataset(tmp_path / "none.jsonl", "jsonl") == []
     replayed = runner.invoke(app, ["score-spark", str(source), str(tmp_path / "c.jsonl"), "--crisis"])
     assert replayed.exit_code == 0 and "crisis replay: 0 crises in" in replayed.output, replayed.output
+    quiet = tmp_path / "quiet.yaml"
+    policy = yaml.safe_load(DEFAULT_POLICY.read_text(encoding="utf-8"))
+    policy["crisis"]["enabled"] = False
+    quiet.write_text(yaml.safe_dump(policy), encoding="utf-8")
+    monkeypatch.setenv("TRIAGE_POLICY_FILE", str(quiet))
+    off = runner.invoke(app, ["score-spark", str(source), str(tmp_path / "q.jsonl"), "--crisis"])
+    assert off.exit_code == 0 and "crisis replay: not run, the policy turns crisis detection off" in off.output
+    monkeypatch.delenv("TRIAGE_POLICY_FILE")
     same = runner.invoke(app, ["score-spark", str(source), str(source)])
     assert same.exit_code == 2 and "would overwrite the input" in same.output

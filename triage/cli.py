@@ -446,6 +446,8 @@ def score_spark(
         typer.echo(
             f"crisis replay: {report.crises} crises in {report.crises_output}, {report.escalated} comments escalated"
         )
+    elif crisis:
+        typer.echo("crisis replay: not run, the policy turns crisis detection off (crisis.enabled: false)")
     _echo_invalid(report.invalid, report.errors_output, report.problems)
 
 
