@@ -9,11 +9,11 @@ The work is cut into ``slices`` by a hash of each comment's id: a slice is one S
 to ``<output>.parts/slice-N`` and counted done once Spark has committed it. A run that dies (the driver, the
 cluster) resumes at the first slice not done; the output is assembled from the slices at the end.
 
-With ``crisis``, crisis detection is replayed over the comments' posting times once every slice is scored: each
-scope (a post, an ad, a campaign, a brand) in its own task, its comments in time order, with the detector the
-service runs. A scope's state depends only on its own comments, so this equals one replay of all comments in time
-order. The comments a crisis was active for are decided again with it (``escalate_crisis``), and the crises found
-are written to ``<output>.crises``.
+With ``crisis``, crisis detection is replayed over the comments' posting times once every slice is scored: the
+comments of each scope (a post, an ad, a campaign, a brand) go to one task, sorted by time, and stream through the
+detector the service runs, one scope at a time. A scope's state depends only on its own comments, so this equals
+one replay of all comments in time order. The comments a crisis was active for are decided again with it
+(``escalate_crisis``), and the crises found are written to ``<output>.crises``.
 """
 
 from __future__ import annotations
