@@ -47,6 +47,7 @@ def main() -> None:
     now = datetime(2026, 11, 22, 12, tzinfo=UTC)
     with tempfile.TemporaryDirectory(prefix="bench-spark-") as tmp:
         source = Path(tmp) / "comments.jsonl"
+        words = 0
         with source.open("w", encoding="utf-8") as out:
             good = [r for r in seed if not (r["complaint"] or r["toxic"] or r["sentiment"] == "negative")]
             bad = [r for r in seed if r["complaint"]]
@@ -61,9 +62,9 @@ def main() -> None:
                     at = now - timedelta(seconds=args.comments - i)
                     post = "p7" if burst else f"p{i % 200}"
                     comment.update(text=pick["text"], created_at=at.isoformat(), post_id=post)
+                words += len(comment["text"].split())
                 out.write(json.dumps(comment) + "\n")
-        tokens = sum(len(seed[i % len(seed)]["text"].split()) for i in range(args.comments)) / args.comments
-        print(f"{args.comments} comments, {tokens:.1f} words on average; model {uri}")
+        print(f"{args.comments} comments, {words / args.comments:.1f} words on average; model {uri}")
 
         policies = load_policy_set(settings.policy_file)
         detector = build_detector(policies.base.crisis) if args.crisis else None

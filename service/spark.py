@@ -465,17 +465,18 @@ def _decide_again(
 
 def _replay_crises(
     every: DataFrame,
+    records: DataFrame,
     config: CrisisConfig,
     decide_again: Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]],
     partitions: int,
 ) -> tuple[DataFrame, DataFrame, DataFrame]:
-    """The records with crisis detection replayed (``file, line, record``), the crises found (``alert``), and the
+    """``records`` (every's scored rows) with crisis detection replayed (``file, line, record``), the crises found
+    (``alert``), and the
     replay's rows, persisted (both read them: the caller unpersists them when done). Every shuffle is cut into
     ``partitions`` by its key, so the groupings and joins reuse it instead of the session's default (200 tasks of a
     few rows each were most of the replay's time on 2 cores)."""
     from pyspark.sql import functions as F
 
-    records = every.filter(F.col("record").isNotNull())
     signals = every.filter(F.col("signal").isNotNull()).select("file", "line", "signal")
     exploded = signals.mapInPandas(_explode_signals(config.scopes), _SIGNALS)  # type: ignore[arg-type]
     # each scope in one partition, in time order: streamed through one detector at a time (a brand's comments need
@@ -686,11 +687,11 @@ def score_spark(
             on_slice(index + 1, slices)
 
     every = spark.read.parquet(*[f"{parts}/slice-{i:05d}" for i in range(slices)])
-    records = every.filter(F.col("record").isNotNull())
+    scored = every.filter(F.col("record").isNotNull())
     crises_target = target.rstrip("/") + ".crises"
     if crisis and policies.base.crisis.enabled:
         again = _decide_again(model_file, version, policy_text, str(policy_path), run_now)
-        records, alerts, replayed = _replay_crises(every, policies.base.crisis, again, tasks)
+        records, alerts, replayed = _replay_crises(every, scored, policies.base.crisis, again, tasks)
         records = records.persist()  # written, then counted: the second decisions run once
         try:
             started = F.get_json_object("alert", "$.started_at").cast("timestamp")  # offsets differ: by instant
@@ -706,10 +707,10 @@ def score_spark(
     else:
         if fs.exists(crises_target):
             fs.delete(crises_target)
-        _write_output(records, target, out_fmt)
+        _write_output(scored, target, out_fmt)
     errors = every.filter(F.col("record").isNull()).orderBy("file", "line")
     report.invalid = errors.count()
-    report.scored = every.filter(F.col("record").isNotNull()).count()
+    report.scored = scored.count()
     errors_target = target.rstrip("/") + ".errors"
     if report.invalid:
         errors.select(F.to_json(F.struct("file", "line", "field", "message")).alias("value")).write.mode(

@@ -72,10 +72,6 @@ def read_dataset(folder: Path, fmt: str) -> list[dict[str, Any]]:
     return pq.read_table(folder).to_pylist()
 
 
-def errors_of(folder: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for f in sorted(glob.glob(str(folder / "part-*"))) for line in open(f, encoding="utf-8")]
-
-
 @pytest.mark.parametrize(("in_fmt", "out_fmt"), [("jsonl", "parquet"), ("csv", "csv"), ("parquet", "jsonl")])
 def test_spark_writes_the_records_and_reports_the_rows_of_triage_score(
     spark, registry, scorer, tmp_path, in_fmt, out_fmt
@@ -94,7 +90,7 @@ def test_spark_writes_the_records_and_reports_the_rows_of_triage_score(
     assert read_dataset(target, out_fmt) == expected  # the same records, in input order
     assert (report.scored, report.invalid, report.resumed_slices) == (6, 3, 0)
     file_errors = read_scored(tmp_path / f"file.{out_fmt}.errors.jsonl")
-    spark_errors = errors_of(Path(f"{target}.errors"))
+    spark_errors = read_dataset(Path(f"{target}.errors"), "jsonl")
     assert [(e["file"], e["line"], e["field"]) for e in spark_errors] == [
         (e["file"], e["line"], e["field"]) for e in file_errors
     ]
@@ -118,7 +114,7 @@ def test_a_folder_of_part_files_is_numbered_per_file(spark, registry, tmp_path):
         spark, str(folder), str(target), "models:/comment-triage@champion", None, output_format="jsonl", now=NOW
     )
     assert sorted(r["id"] for r in read_dataset(target, "jsonl")) == ["s1", "s2", "s3", "s4"]
-    errors = errors_of(Path(f"{target}.errors"))
+    errors = read_dataset(Path(f"{target}.errors"), "jsonl")
     assert [(Path(e["file"]).name, e["line"], e["field"]) for e in errors] == [
         ("part-b.jsonl", 3, "json"),  # line 2 is blank: skipped, and counted
         ("part-b.jsonl", 4, "id"),
@@ -148,7 +144,7 @@ def test_lines_are_counted_across_the_partitions_of_one_large_file(spark, regist
     finally:
         spark.conf.unset("spark.sql.files.maxPartitionBytes")
     bad = sorted([i for i in range(1, 301) if i % 37 == 0] + [i for i in range(1, 301) if i % 53 == 0 and i % 37])
-    assert [(e["line"], e["field"]) for e in errors_of(Path(f"{target}.errors"))] == [
+    assert [(e["line"], e["field"]) for e in read_dataset(Path(f"{target}.errors"), "jsonl")] == [
         (i, "json" if i % 37 == 0 else "text") for i in bad
     ]
     assert [r["id"] for r in read_dataset(target, "jsonl")] == [f"r{i}" for i in range(1, 301) if i not in bad]
@@ -164,7 +160,7 @@ def spark_and_file(spark, scorer, source: Path, tmp_path: Path, name: str, **opt
     one = tmp_path / f"{name}-file.jsonl"
     score_file(source, one, scorer, progress=False, now=NOW)
     errors = Path(f"{one}.errors.jsonl")
-    spark_errors = errors_of(Path(f"{target}.errors"))
+    spark_errors = read_dataset(Path(f"{target}.errors"), "jsonl")
     assert [(e["line"], e["field"], e["message"]) for e in spark_errors] == [
         (e["line"], e["field"], e["message"]) for e in (read_scored(errors) if errors.exists() else [])
     ]
@@ -389,7 +385,7 @@ def test_crisis_replay_decides_as_triage_score_does_over_the_comments_in_time_or
     assert "during" in escalated and not [i for i in escalated if i.startswith("calm")]
     assert len(escalated) == report.escalated >= 4
     assert any("crisis" in reason for r in got if r["id"] == "during" for reason in r["reasons"])
-    alerts = errors_of(Path(f"{target}.crises"))
+    alerts = read_dataset(Path(f"{target}.crises"), "jsonl")
     assert {a["scope"] for a in alerts} == {"post:p9", "ad:ad-9"} and report.crises == 2
     assert all(a["count"] >= 5 for a in alerts)
     plain = spark_batch.score_spark(

@@ -79,7 +79,6 @@ def train(
         result = run_training(list(data), cfg, skip_invalid=skip_invalid, register=register, finetuned=finetuned)
     except _training_errors() as exc:
         _fail(str(exc))
-        return
     typer.echo(report_table(result.report))
     typer.echo(f"run {result.run_id} trained in {result.seconds:.0f}s")
     if result.version:
@@ -126,7 +125,6 @@ def finetune(
         )
     except _training_errors() as exc:
         _fail(str(exc))
-        return
     what = "heads fitted on the frozen encoder" if cfg.transformer.fit == "frozen" else f"fine-tuned {fit.steps} steps"
     typer.echo(f"{what} in {fit.seconds:.0f}s (best validation {fit.best_score:.4f})")
     typer.echo(f"checkpoint: {path}")
@@ -159,7 +157,6 @@ def promote(
         result = run_promote(version, force=force, tolerance=tolerance, language_tolerance=language_tolerance)
     except PromotionError as exc:
         _fail(str(exc), code=1)
-        return
     for compared, (old, new) in result.comparison.items():
         typer.echo(f"  {compared:<18} {score_text(old)} -> {score_text(new)}")
     if result.basis:
@@ -255,7 +252,6 @@ def base_model_build(
         )
     except BaseModelError as exc:
         _fail(str(exc))
-        return
     typer.echo(path)
 
 
@@ -282,7 +278,6 @@ def base_model_prepare(
         base = prepare_base(cfg, prepared, settings.home)
     except _training_errors() as exc:
         _fail(str(exc))
-        return
     folder = Path(base.path)
     typer.echo(folder.resolve() if folder.is_dir() else base.path)  # a hub id is printed as it is
 
@@ -305,7 +300,6 @@ def serve(
         application = create_app(settings)
     except (ValidationError, PolicyError) as exc:
         _fail(f"bad configuration: {exc}")
-        return
     uvicorn.run(application, host=host, port=port, log_config=None)
 
 
@@ -337,19 +331,16 @@ def score(
         policies = load_policy_set(settings.policy_file)
     except PolicyError as exc:
         _fail(str(exc))
-        return
     try:
         predictor = load_predictor(uri)
     except Exception as exc:  # MLflow raises several types for a missing or broken model
         _fail(load_failure(uri, exc))
-        return
     detector = build_detector(policies.base.crisis) if crisis else None
     scorer = Scorer(predictor, policies, crisis=detector)
     try:
         report = score_file(input_path, output_path, scorer, chunk_size=chunk_size, restart=restart, progress=progress)
     except BatchError as exc:
         _fail(str(exc))
-        return
     if report.resumed_chunks:
         typer.echo(f"resumed: {report.resumed_chunks} of {report.chunks} chunks were already done")
     typer.echo(f"scored {report.scored} comments into {output_path} with {predictor.version}")
@@ -429,13 +420,10 @@ def score_spark(
         )
     except (SparkBatchError, PolicyError) as exc:
         _fail(str(exc))
-        return
     except (PySparkException, Py4JError) as exc:
         _fail(f"the Spark job failed: {_first_line(exc)}")
-        return
     except MlflowException as exc:  # the model's files could not be fetched
         _fail(load_failure(uri, exc))
-        return
     finally:
         if ours:
             spark.stop()
